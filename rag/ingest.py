@@ -1,0 +1,309 @@
+"""Incremental, crash-safe ingest: corpus folder -> chunks -> embeddings -> Chroma (+ BM25).
+
+A content-hash manifest under the data directory records, per file, its SHA-256 and the ids of
+its chunks. Re-running ingest skips unchanged files, replaces changed ones and removes deleted
+ones. Chunk ids come from content, so a re-run after a crash upserts the same ids (never
+duplicates), and a final reconciliation deletes any chunk the manifest does not account for.
+Only one ingest runs at a time (a file lock).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.documents import Document
+
+from rag.config import Settings
+from rag.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, discover, load_files
+from rag.embeddings import EmbeddingSpec, spec_of
+from rag.lexical import LexicalIndex, fingerprint
+from rag.splitting import embed_text, split_document
+from rag.store import drop_collection, make_client, open_collection
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+    from langchain_core.embeddings import Embeddings
+
+MANIFEST_VERSION = 1
+# Bump when splitting changes in a way that must re-chunk every file.
+SPLITTER_VERSION = 2
+FLUSH_CHUNKS = 256
+
+
+class IngestBusyError(Exception):
+    pass
+
+
+@dataclass
+class IngestReport:
+    files_seen: int = 0
+    files_indexed: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    chunks_added: int = 0
+    chunks_removed: int = 0
+    chunks_kept: int = 0
+    chunks_total: int = 0
+    errors: list[LoadError] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.files_seen} files: {self.files_indexed} indexed, {self.files_unchanged}"
+            f" unchanged, {self.files_removed} removed, {len(self.errors)} skipped",
+            f"chunks: {self.chunks_added} added, {self.chunks_kept} kept,"
+            f" {self.chunks_removed} removed, {self.chunks_total} in the index",
+            f"time: {self.seconds:.1f} s",
+        ]
+        lines += [f"skipped {e.source}: {e.reason}" for e in self.errors]
+        return "\n".join(lines)
+
+
+@dataclass
+class Manifest:
+    model: str = ""
+    dim: int = 0
+    splitter: dict[str, int] = field(default_factory=dict)
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        try:
+            raw = json.loads(path.read_text())
+        except FileNotFoundError:
+            return cls()
+        except (OSError, ValueError):
+            # An unreadable manifest only costs a re-embed: reconciliation removes strays.
+            return cls()
+        if raw.get("version") != MANIFEST_VERSION:
+            return cls()
+        return cls(raw["model"], raw["dim"], raw["splitter"], raw["files"])
+
+    def save(self, path: Path) -> None:
+        data = {
+            "version": MANIFEST_VERSION,
+            "model": self.model,
+            "dim": self.dim,
+            "splitter": self.splitter,
+            "files": self.files,
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w") as fh:
+            json.dump(data, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def all_ids(self) -> set[str]:
+        return {cid for entry in self.files.values() for cid in entry["chunk_ids"]}
+
+
+@contextmanager
+def ingest_lock(data_dir: Path) -> Iterator[None]:
+    from filelock import FileLock, Timeout
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(data_dir / "ingest.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout as exc:
+        raise IngestBusyError(
+            "another ingest is already running on this data directory; wait for it to finish"
+        ) from exc
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def index_status(settings: Settings) -> str | None:
+    """Why the index needs an ingest ("missing", "stale: ..."), or None when it is current.
+
+    Cheap: hashes files and reads the manifest, loads no model.
+    """
+    manifest = Manifest.load(settings.manifest_path)
+    if not manifest.files:
+        return "missing"
+    if manifest.model != settings.embedding_model:
+        return "stale: embedding model changed"
+    if manifest.splitter != _splitter_params(settings):
+        return "stale: chunk settings changed"
+    current = {f.source: f.sha256 for f in discover(settings.corpus_dir)}
+    recorded = {s: e["sha256"] for s, e in manifest.files.items()}
+    if current != recorded:
+        return "stale: documents changed"
+    return None
+
+
+def _splitter_params(settings: Settings) -> dict[str, int]:
+    return {
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "version": SPLITTER_VERSION,
+    }
+
+
+def ingest(
+    settings: Settings,
+    embeddings_factory: Callable[[], Embeddings],
+    *,
+    corpus_dir: Path | None = None,
+    rebuild: bool = False,
+    client: ClientAPI | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    """Bring the index in line with the corpus folder and report what changed.
+
+    ``embeddings_factory`` is only called when something needs embedding, so an up-to-date
+    re-run loads no model. ``progress(done, total)`` is called as chunks are embedded.
+    """
+    started = time.perf_counter()
+    corpus = corpus_dir or settings.corpus_dir
+    with ingest_lock(settings.data_dir):
+        files = discover(corpus)
+        if not files:
+            raise CorpusError(
+                f"no supported documents in {corpus} (looked for {', '.join(SUPPORTED_SUFFIXES)});"
+                " the existing index was left as it is"
+            )
+        client = client or make_client(settings)
+        manifest = Manifest() if rebuild else Manifest.load(settings.manifest_path)
+        splitter = _splitter_params(settings)
+        embeddings: Embeddings | None = None
+        if rebuild or manifest.model != settings.embedding_model or not manifest.dim:
+            embeddings = embeddings_factory()
+            spec = spec_of(settings, embeddings)
+        else:
+            spec = EmbeddingSpec(manifest.model, manifest.dim)
+        if rebuild:
+            drop_collection(client, settings.collection)
+            settings.manifest_path.unlink(missing_ok=True)
+        collection = open_collection(client, settings.collection, spec.name, spec.dim, create=True)
+        if manifest.model != spec.name or manifest.splitter != splitter:
+            # Another model or other chunk settings: every file must be split and embedded anew.
+            manifest = Manifest(spec.name, spec.dim, splitter, {})
+        report = IngestReport(files_seen=len(files))
+        present = {f.source for f in files}
+        changed = [f for f in files if manifest.files.get(f.source, {}).get("sha256") != f.sha256]
+        report.files_unchanged = len(files) - len(changed)
+        docs, report.errors = load_files(changed)
+
+        chunked = [
+            (doc, split_document(doc, settings.chunk_size, settings.chunk_overlap)) for doc in docs
+        ]
+        total = sum(len(chunks) for _, chunks in chunked)
+        done = 0
+        for group in _groups(chunked, FLUSH_CHUNKS):
+            embeddings = embeddings or embeddings_factory()
+            done += _flush(group, collection, embeddings, manifest, settings, report)
+            if progress:
+                progress(done, total)
+
+        for source in sorted(set(manifest.files) - present):
+            old_ids = manifest.files.pop(source)["chunk_ids"]
+            _delete(collection, old_ids)
+            report.chunks_removed += len(old_ids)
+            report.files_removed += 1
+            manifest.save(settings.manifest_path)
+        manifest.model, manifest.dim, manifest.splitter = spec.name, spec.dim, splitter
+        manifest.save(settings.manifest_path)
+
+        report.chunks_removed += _reconcile(collection, manifest)
+        report.chunks_total = collection.count()
+        report.chunks_kept = report.chunks_total - report.chunks_added
+        sync_lexical(settings, collection, manifest)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _groups(
+    chunked: list[tuple[Document, list[Document]]], size: int
+) -> Iterator[list[tuple[Document, list[Document]]]]:
+    """Whole files grouped into batches of at least ``size`` chunks (the last may be smaller)."""
+    group: list[tuple[Document, list[Document]]] = []
+    count = 0
+    for item in chunked:
+        group.append(item)
+        count += len(item[1])
+        if count >= size:
+            yield group
+            group, count = [], 0
+    if group:
+        yield group
+
+
+def _flush(
+    pending: list[tuple[Document, list[Document]]],
+    collection: Collection,
+    embeddings: Embeddings,
+    manifest: Manifest,
+    settings: Settings,
+    report: IngestReport,
+) -> int:
+    chunks = [c for _, cs in pending for c in cs]
+    vectors = embeddings.embed_documents([embed_text(c) for c in chunks])
+    ids = [c.metadata["chunk_id"] for c in chunks]
+    metadatas = [_chroma_metadata(c.metadata) for c in chunks]
+    batch = 5000  # below Chroma's max batch size
+    for start in range(0, len(ids), batch):
+        collection.upsert(
+            ids=ids[start : start + batch],
+            embeddings=vectors[start : start + batch],  # type: ignore[arg-type]
+            documents=[c.page_content for c in chunks[start : start + batch]],
+            metadatas=metadatas[start : start + batch],  # type: ignore[arg-type]
+        )
+    for doc, doc_chunks in pending:
+        source = doc.metadata["source"]
+        new_ids = [c.metadata["chunk_id"] for c in doc_chunks]
+        old_ids = manifest.files.get(source, {}).get("chunk_ids", [])
+        stale = sorted(set(old_ids) - set(new_ids))
+        _delete(collection, stale)
+        report.chunks_removed += len(stale)
+        report.chunks_added += len(set(new_ids) - set(old_ids))
+        report.files_indexed += 1
+        manifest.files[source] = {"sha256": doc.metadata["sha256"], "chunk_ids": new_ids}
+    # Saved after the vectors are stored: a crash before this line only repeats the work.
+    manifest.save(settings.manifest_path)
+    return len(chunks)
+
+
+def _chroma_metadata(meta: dict[str, Any]) -> dict[str, str | int]:
+    keep = ("source", "file_name", "title", "section", "source_url", "license", "author",
+            "published", "chunk_id", "chunk_index")
+    return {k: meta[k] for k in keep if meta.get(k) not in (None, "")}
+
+
+def _delete(collection: Collection, ids: list[str]) -> None:
+    for start in range(0, len(ids), 5000):
+        collection.delete(ids=ids[start : start + 5000])
+
+
+def _reconcile(collection: Collection, manifest: Manifest) -> int:
+    stored = set(collection.get(include=[])["ids"])
+    strays = sorted(stored - manifest.all_ids())
+    _delete(collection, strays)
+    return len(strays)
+
+
+def sync_lexical(settings: Settings, collection: Collection, manifest: Manifest) -> LexicalIndex:
+    """Rebuild the BM25 index unless it was built from exactly the manifest's chunks."""
+    wanted = fingerprint(manifest.all_ids())
+    current = LexicalIndex.load(settings.bm25_dir)
+    if current is not None and current.fingerprint == wanted:
+        return current
+    got = collection.get(include=["documents", "metadatas"])
+    texts = [
+        embed_text(Document(page_content=doc or "", metadata=dict(meta or {})))
+        for doc, meta in zip(got["documents"] or [], got["metadatas"] or [], strict=True)
+    ]
+    index = LexicalIndex.build(list(got["ids"]), texts)
+    index.save(settings.bm25_dir)
+    return index

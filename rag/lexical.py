@@ -1,0 +1,90 @@
+"""The BM25 keyword index (bm25s), kept in step with the Chroma collection.
+
+Dense search finds paraphrases; BM25 finds exact terms (figures, section numbers, names). The
+index is rebuilt from the collection's own contents whenever an ingest changes anything, and it
+stores a fingerprint of the chunk ids it was built from, so a stale index is detected at load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+IDS_FILE = "ids.json"
+
+
+def fingerprint(ids: Iterable[str]) -> str:
+    digest = hashlib.sha256()
+    for chunk_id in sorted(ids):
+        digest.update(chunk_id.encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _tokenize(texts: list[str]) -> Any:
+    import bm25s
+
+    return bm25s.tokenize(texts, stopwords="en", show_progress=False)
+
+
+@dataclass
+class LexicalIndex:
+    """BM25 over chunk texts; ``search`` returns ``(chunk_id, score)`` pairs, best first."""
+
+    ids: list[str]
+    fingerprint: str
+    _bm25: Any
+
+    @classmethod
+    def build(cls, ids: list[str], texts: list[str]) -> LexicalIndex:
+        import bm25s
+
+        bm25 = bm25s.BM25()
+        if texts:
+            bm25.index(_tokenize(texts), show_progress=False)
+        return cls(list(ids), fingerprint(ids), bm25)
+
+    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+        if not self.ids or k <= 0:
+            return []
+        tokens = _tokenize([query])
+        if not any(tokens.ids):
+            return []
+        k = min(k, len(self.ids))
+        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
+        return [
+            (self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0
+        ]
+
+    def save(self, directory: Path) -> None:
+        # Write next to the target and swap, so a crash never leaves a half-written index.
+        tmp = directory.with_name(directory.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if self.ids:
+            self._bm25.save(str(tmp), show_progress=False)
+        (tmp / IDS_FILE).write_text(json.dumps({"fingerprint": self.fingerprint, "ids": self.ids}))
+        old = directory.with_name(directory.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if directory.exists():
+            directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory: Path) -> LexicalIndex | None:
+        """The saved index, or None when there is none (or it cannot be read)."""
+        import bm25s
+
+        try:
+            meta = json.loads((directory / IDS_FILE).read_text())
+            ids = list(meta["ids"])
+            bm25 = bm25s.BM25.load(str(directory), show_progress=False) if ids else bm25s.BM25()
+        except (OSError, ValueError, KeyError):
+            return None
+        return cls(ids, str(meta["fingerprint"]), bm25)

@@ -1,0 +1,155 @@
+"""Retrieval: dense search in Chroma fused with BM25 by reciprocal rank, optional MMR.
+
+Every returned passage carries its cosine similarity to the question (also for passages only
+BM25 found), so the refusal threshold means the same thing whichever list found the passage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag.config import Settings
+from rag.lexical import LexicalIndex
+
+if TYPE_CHECKING:
+    from chromadb.api.models.Collection import Collection
+    from langchain_core.embeddings import Embeddings
+
+
+@dataclass
+class Passage:
+    """A retrieved chunk: its text, where it comes from, and how well it matched."""
+
+    chunk_id: str
+    text: str
+    metadata: dict[str, Any]
+    similarity: float
+    fused: float = 0.0
+    vector: Any = field(default=None, repr=False)
+
+    @property
+    def source(self) -> str:
+        return str(self.metadata.get("source", ""))
+
+    @property
+    def title(self) -> str:
+        return str(self.metadata.get("title", self.source))
+
+    @property
+    def section(self) -> str:
+        return str(self.metadata.get("section", ""))
+
+    @property
+    def url(self) -> str | None:
+        url = self.metadata.get("source_url")
+        return str(url) if url and str(url).startswith(("http://", "https://")) else None
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
+    """Fuse ranked id lists: score(id) = sum over lists of 1 / (k + rank), rank from 1.
+
+    >>> reciprocal_rank_fusion([["a", "b"], ["b", "c"]], k=1)
+    [('b', 0.8333333333333333), ('a', 0.5), ('c', 0.3333333333333333)]
+    """
+    scores: dict[str, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def mmr_order(query: np.ndarray, vectors: np.ndarray, relevance: np.ndarray, k: int, lam: float) -> list[int]:
+    """Maximal marginal relevance: pick ``k`` indices trading relevance against redundancy."""
+    chosen: list[int] = []
+    candidates = list(range(len(vectors)))
+    while candidates and len(chosen) < k:
+        if chosen:
+            redundancy = (vectors[candidates] @ vectors[chosen].T).max(axis=1)
+        else:
+            redundancy = np.zeros(len(candidates))
+        scores = lam * relevance[candidates] - (1 - lam) * redundancy
+        best = candidates[int(np.argmax(scores))]
+        chosen.append(best)
+        candidates.remove(best)
+    return chosen
+
+
+class HybridRetriever:
+    """Finds the ``top_k`` passages for a query.
+
+    Collaborators are passed in (``collection``, ``embeddings``, ``lexical``) so tests can hand
+    in an in-memory Chroma and fake embeddings.
+    """
+
+    def __init__(
+        self,
+        *,
+        collection: Collection,
+        embeddings: Embeddings,
+        lexical: LexicalIndex | None,
+        settings: Settings,
+    ) -> None:
+        self.collection = collection
+        self.embeddings = embeddings
+        self.lexical = lexical
+        self.settings = settings
+
+    def retrieve(self, query: str, k: int | None = None) -> list[Passage]:
+        s = self.settings
+        k = k or s.top_k
+        fetch_k = max(s.fetch_k, k)
+        qvec = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
+        dense = self.collection.query(
+            query_embeddings=[qvec.tolist()],
+            n_results=fetch_k,
+            include=["documents", "metadatas", "embeddings"],
+        )
+        found: dict[str, Passage] = {}
+        dense_ids = list(dense["ids"][0])
+        for i, chunk_id in enumerate(dense_ids):
+            found[chunk_id] = self._passage(
+                chunk_id,
+                (dense["documents"] or [[]])[0][i],
+                (dense["metadatas"] or [[]])[0][i],
+                (dense["embeddings"] if dense["embeddings"] is not None else [[]])[0][i],
+                qvec,
+            )
+        rankings = [dense_ids]
+        if s.hybrid and self.lexical is not None:
+            lexical_ids = [cid for cid, _ in self.lexical.search(query, fetch_k)]
+            missing = [cid for cid in lexical_ids if cid not in found]
+            if missing:
+                got = self.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
+                vectors = got["embeddings"] if got["embeddings"] is not None else []
+                for i, chunk_id in enumerate(got["ids"]):
+                    found[chunk_id] = self._passage(
+                        chunk_id,
+                        (got["documents"] or [])[i],
+                        (got["metadatas"] or [])[i],
+                        vectors[i],
+                        qvec,
+                    )
+            rankings.append([cid for cid in lexical_ids if cid in found])
+        fused = reciprocal_rank_fusion(rankings, s.rrf_k)
+        ordered = []
+        for chunk_id, score in fused:
+            passage = found[chunk_id]
+            passage.fused = score
+            ordered.append(passage)
+        if s.mmr and len(ordered) > k:
+            vectors = np.stack([p.vector for p in ordered])
+            relevance = np.array([p.similarity for p in ordered])
+            picks = mmr_order(qvec, vectors, relevance, k, s.mmr_lambda)
+            return [ordered[i] for i in picks]
+        return ordered[:k]
+
+    @staticmethod
+    def _passage(chunk_id: str, text: Any, meta: Any, vector: Any, qvec: np.ndarray) -> Passage:
+        vec = np.asarray(vector, dtype=np.float32)
+        norm = float(np.linalg.norm(vec)) or 1.0
+        similarity = float(vec @ qvec) / (norm * (float(np.linalg.norm(qvec)) or 1.0))
+        return Passage(chunk_id, str(text or ""), dict(meta or {}), similarity, vector=vec / norm)

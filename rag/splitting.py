@@ -1,0 +1,94 @@
+"""Splitting documents into passages: by Markdown structure first, then by size.
+
+Every chunk knows its section path (``"Economy > GDP (purchasing power parity)"``); the text we
+embed is prefixed with the document title and that path, so a passage like "- total: 1,607 km"
+is still found by a question about North Korea's land boundaries. The passage shown to users
+(``page_content``) stays the document's own words.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from difflib import SequenceMatcher
+
+from langchain_core.documents import Document
+from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
+
+HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
+CARD_SECTION = "About this document"
+
+
+def split_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[Document]:
+    """Split one loaded document into chunks with ``section``, ``chunk_id`` and ``embed_text``.
+
+    >>> d = Document(page_content="# T\\n\\n## Economy\\n\\nGDP grew.", metadata={"source": "t.md", "title": "T"})
+    >>> [(c.metadata["section"], c.page_content) for c in split_document(d, 200, 20)]
+    [('Economy', 'GDP grew.')]
+    """
+    title = str(doc.metadata.get("title", ""))
+    by_heading = MarkdownHeaderTextSplitter(headers_to_split_on=HEADERS, strip_headers=True)
+    by_size = RecursiveCharacterTextSplitter(
+        chunk_size=chunk_size,
+        chunk_overlap=chunk_overlap,
+        separators=["\n\n", "\n", ". ", "; ", ", ", " ", ""],
+        keep_separator="end",
+    )
+    chunks: list[Document] = []
+    card = _document_card(doc)
+    if card is not None:
+        chunks.append(card)
+    for section_doc in by_heading.split_text(doc.page_content):
+        headings = [section_doc.metadata[k] for _, k in HEADERS if k in section_doc.metadata]
+        # The top heading usually restates the title; it adds nothing to the path.
+        if "h1" in section_doc.metadata and _same_title(section_doc.metadata["h1"], title):
+            headings = headings[1:]
+        section = " > ".join(headings)
+        for piece in by_size.split_text(section_doc.page_content):
+            text = piece.strip()
+            if not text:
+                continue
+            meta = dict(doc.metadata)
+            meta["section"] = section
+            chunks.append(Document(page_content=text, metadata=meta))
+    _assign_ids(chunks)
+    return chunks
+
+
+def _same_title(heading: str, title: str) -> bool:
+    a, b = heading.strip().lower(), title.strip().lower()
+    return bool(a) and (a in b or b in a or SequenceMatcher(None, a, b).ratio() > 0.6)
+
+
+def embed_text(chunk: Document) -> str:
+    """The text that is embedded and searched for a chunk: title, section path, passage."""
+    head = " > ".join(p for p in (chunk.metadata.get("title"), chunk.metadata.get("section")) if p)
+    return f"{head}\n{chunk.page_content}" if head else chunk.page_content
+
+
+def _document_card(doc: Document) -> Document | None:
+    """A short passage built from front matter, so "who wrote it?" has something to cite."""
+    meta = doc.metadata
+    if not meta.get("author"):
+        return None
+    title = meta.get("title", meta.get("source"))
+    text = f"The author of \u201c{title}\u201d is {meta['author']}"
+    where = ", ".join(str(meta[k]) for k in ("publication", "published") if meta.get(k))
+    text += f"; it was published in {where}." if where else "."
+    card_meta = dict(meta)
+    card_meta["section"] = CARD_SECTION
+    return Document(page_content=text, metadata=card_meta)
+
+
+def _assign_ids(chunks: list[Document]) -> None:
+    # Ids come from content, so re-ingesting an unchanged file yields the same ids and an edit
+    # changes only the ids of the chunks it touched. Identical passages in one file get a suffix.
+    seen: dict[str, int] = {}
+    for index, chunk in enumerate(chunks):
+        key = "\x00".join(
+            (str(chunk.metadata.get("source")), chunk.metadata["section"], chunk.page_content)
+        )
+        digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+        count = seen.get(digest, 0)
+        seen[digest] = count + 1
+        chunk.metadata["chunk_id"] = digest if count == 0 else f"{digest}-{count}"
+        chunk.metadata["chunk_index"] = index

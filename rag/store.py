@@ -1,0 +1,88 @@
+"""The Chroma vector store: client construction and the collection that holds the chunks.
+
+Embedded ``PersistentClient`` under the data directory by default; ``HttpClient`` when a Chroma
+server host is configured. The collection records the embedding model and its dimension, and
+opening it with another model is an error that says how to fix it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rag.config import Settings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+
+class IndexProblem(Exception):
+    """Base class for index problems shown to users as plain messages."""
+
+
+class IndexMissingError(IndexProblem):
+    pass
+
+
+class IndexMismatchError(IndexProblem):
+    pass
+
+
+class StoreUnavailableError(IndexProblem):
+    pass
+
+
+def make_client(settings: Settings) -> ClientAPI:
+    """Build the Chroma client the settings ask for (telemetry always off)."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_host:
+        try:
+            client = chromadb.HttpClient(
+                host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
+            )
+            client.heartbeat()
+        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+            raise StoreUnavailableError(
+                f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
+                f" ({type(exc).__name__}); is `chroma run` up?"
+            ) from exc
+        return client
+    settings.chroma_dir.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+
+
+def collection_metadata(model_name: str, dim: int) -> dict[str, Any]:
+    return {"hnsw:space": "cosine", "embedding_model": model_name, "embedding_dim": dim}
+
+
+def open_collection(
+    client: ClientAPI, name: str, model_name: str, dim: int, *, create: bool
+) -> Collection:
+    """Open (or create) the chunk collection, checking it was built with the same model."""
+    try:
+        existing = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
+    except Exception as exc:  # noqa: BLE001
+        raise StoreUnavailableError(f"the Chroma store cannot be read ({exc})") from exc
+    if name not in existing:
+        if not create:
+            raise IndexMissingError("the index has not been built yet: run `rag ingest` first")
+        return client.create_collection(name, metadata=collection_metadata(model_name, dim))
+    collection = client.get_collection(name)
+    meta = collection.metadata or {}
+    built_with = meta.get("embedding_model")
+    built_dim = meta.get("embedding_dim")
+    if built_with != model_name or built_dim != dim:
+        raise IndexMismatchError(
+            f"the index was built with embedding model {built_with!r} ({built_dim} dims) but the"
+            f" settings ask for {model_name!r} ({dim} dims): run `rag ingest --rebuild`"
+        )
+    return collection
+
+
+def drop_collection(client: ClientAPI, name: str) -> None:
+    existing = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
+    if name in existing:
+        client.delete_collection(name)

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rag.config import Settings
+from tests.fakes import HashingEmbeddings, write_corpus
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _no_rag_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's RAG_* variables."""
+    for key in list(os.environ):
+        if key.startswith("RAG_"):
+            monkeypatch.delenv(key)
+
+
+def make_settings(tmp_path: Path, **overrides: object) -> Settings:
+    values: dict[str, object] = {
+        "corpus_dir": tmp_path / "corpus",
+        "data_dir": tmp_path / "data",
+        "min_relevance": 0.05,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    write_corpus(tmp_path / "corpus")
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def fake_embeddings() -> HashingEmbeddings:
+    return HashingEmbeddings()
+
+
+@pytest.fixture(scope="session")
+def real_embeddings() -> Iterator[object]:
+    from rag.embeddings import build_embeddings
+
+    yield build_embeddings(Settings(_env_file=None))
+
+
+@pytest.fixture(scope="session")
+def real_index(tmp_path_factory: pytest.TempPathFactory, real_embeddings: object) -> Settings:
+    """The bundled corpus indexed once with the real model into a temp data dir."""
+    from rag.ingest import ingest
+
+    data = tmp_path_factory.mktemp("real-index")
+    s = Settings(_env_file=None, corpus_dir=REPO / "corpus", data_dir=data)  # type: ignore[call-arg]
+    ingest(s, lambda: real_embeddings)  # type: ignore[arg-type, return-value]
+    return s

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage
+
+from rag import prompts
+from rag.answerers import ChatModelAnswerer
+from rag.chain import Answer, Delta, QuestionError, heuristic_condense
+from rag.citations import clean_markers, split_sentences
+from rag.config import Settings
+from tests.fake_openai import fake_openai
+from tests.fakes import build_fake_assistant
+
+JSON_KEYS = {"question", "answer", "refused", "citations", "retrieved", "mode", "timings_ms"}
+CITATION_KEYS = {"n", "source", "title", "section", "url", "chunk_id", "text", "quote", "score"}
+
+
+def fake_llm(text: str) -> ChatModelAnswerer:
+    return ChatModelAnswerer(GenericFakeChatModel(messages=iter([AIMessage(content=text)])), name="fake")
+
+
+def test_extractive_answer_cites_the_passage_it_quotes(settings: Settings) -> None:
+    assistant = build_fake_assistant(settings)
+    answer = assistant.ask("Which policy proved to be an immense failure?")
+    assert not answer.refused
+    assert "strategic patience" in answer.answer
+    assert answer.citations, answer.answer
+    first = answer.citations[0]
+    assert first.passage.source == "article.md"
+    assert first.quote in first.passage.text
+    assert "immense failure" in first.quote
+    assert all(s.supported for s in answer.sentences)
+    assert f"[{first.n}]" in answer.answer
+
+
+def test_json_shape_matches_the_documented_output(settings: Settings) -> None:
+    data = build_fake_assistant(settings).ask("How long is the coastline?").to_dict()
+    assert JSON_KEYS <= set(data)
+    assert data["citations"] and CITATION_KEYS == set(data["citations"][0])
+    cite = data["citations"][0]
+    assert cite["source"] == "factbook.md" and cite["section"] == "Geography > Coastline"
+    assert cite["url"] == "https://example.org/factbook"
+    assert "2,495 km" in data["answer"]
+    assert {"source", "chunk_id", "score", "text"} <= set(data["retrieved"][0])
+    assert {"retrieve", "answer", "total"} <= set(data["timings_ms"])
+    json.dumps(data)  # serialisable as is
+
+
+def test_streaming_yields_deltas_then_the_answer(settings: Settings) -> None:
+    events = list(build_fake_assistant(settings).stream("How long is the coastline?"))
+    assert isinstance(events[-1], Answer)
+    deltas = [e.text for e in events if isinstance(e, Delta)]
+    assert deltas and "".join(deltas).strip() == events[-1].answer
+
+
+def test_invalid_markers_are_removed_and_valid_ones_kept(settings: Settings) -> None:
+    llm = fake_llm("The policy was strategic patience [1][7]. It failed [99].")
+    answer = build_fake_assistant(settings, answerer=llm).ask("What policy failed?")
+    assert "[7]" not in answer.answer and "[99]" not in answer.answer
+    assert "[1]" in answer.answer
+    assert [c.n for c in answer.citations] == [1]
+    assert answer.sentences[1].citations == [] and answer.sentences[1].supported is False
+
+
+def test_unsupported_generated_sentence_is_marked_and_can_be_dropped(settings: Settings, tmp_path: Path) -> None:
+    text = "The strategic patience policy has proved to be an immense failure [1]. The moon is cheese [1]."
+    answer = build_fake_assistant(settings, answerer=fake_llm(text)).ask("What policy failed?")
+    assert [s.supported for s in answer.sentences] == [True, False]
+
+    strict = Settings(_env_file=None, corpus_dir=settings.corpus_dir, data_dir=tmp_path / "d2",  # type: ignore[call-arg]
+                      min_relevance=0.05, drop_unsupported=True)
+    answer = build_fake_assistant(strict, answerer=fake_llm(text)).ask("What policy failed?")
+    assert "cheese" not in answer.answer and "immense failure" in answer.answer
+
+
+def test_no_relevant_passage_means_a_plain_refusal(settings: Settings, tmp_path: Path) -> None:
+    strict = Settings(_env_file=None, corpus_dir=settings.corpus_dir, data_dir=tmp_path / "d3",  # type: ignore[call-arg]
+                      min_relevance=0.9)
+    answer = build_fake_assistant(strict).ask("What is the airspeed of an unladen swallow?")
+    assert answer.refused and answer.answer == prompts.refusal() and answer.citations == []
+
+
+def test_answerer_refusal_phrase_cites_nothing(settings: Settings) -> None:
+    answer = build_fake_assistant(settings, answerer=fake_llm(prompts.refusal() + " [1]")).ask("Who won in 2016?")
+    assert answer.refused and answer.citations == [] and answer.answer == prompts.refusal()
+
+
+@pytest.mark.parametrize("question", ["", "   \n\t ", "\x00\x01"])
+def test_empty_questions_are_rejected_clearly(settings: Settings, question: str) -> None:
+    with pytest.raises(QuestionError, match="type a question"):
+        build_fake_assistant(settings).ask(question)
+
+
+def test_too_long_question_is_rejected_clearly(settings: Settings) -> None:
+    with pytest.raises(QuestionError, match="limit is 2,000"):
+        build_fake_assistant(settings).ask("why " * 30_000)
+
+
+def test_followup_uses_the_history(settings: Settings) -> None:
+    history = [
+        {"role": "user", "content": "Which policy was an immense failure according to the article?"},
+        {"role": "assistant", "content": "Strategic patience [1]."},
+    ]
+    answer = build_fake_assistant(settings).ask("Who is the author?", history)
+    assert "immense failure" in answer.standalone_question
+    assert "Jane Writer" in answer.answer
+    assert answer.citations[0].passage.source == "article.md"
+
+
+def test_heuristic_condense_leaves_standalone_questions_alone() -> None:
+    history = [{"role": "user", "content": "Tell me about kimchi"}]
+    q = "What is the GDP of North Korea in 2015 according to the factbook?"
+    assert heuristic_condense(q, history) == q
+    assert heuristic_condense("And its coastline?", history).startswith("Tell me about kimchi")
+
+
+def test_sentence_splitting_and_marker_cleaning() -> None:
+    assert split_sentences("The U.S. and Mr. Kim met [1]. Then - total: 5 km\n- land: 3 km") == [
+        "The U.S. and Mr. Kim met [1].",
+        "Then - total: 5 km",
+        "- land: 3 km",
+    ]
+    assert clean_markers("A [1, 2, 9]. B [3].", {1, 2}) == "A [1][2]. B."
+
+
+def test_openai_answerer_against_a_fake_server(settings: Settings, tmp_path: Path) -> None:
+    reply = "China accounts for 70 percent of North Korea's trade [1]."
+    with fake_openai(reply) as server:
+        s = Settings(_env_file=None, corpus_dir=settings.corpus_dir, data_dir=tmp_path / "d4",  # type: ignore[call-arg]
+                     min_relevance=0.05, answerer="openai", openai_base_url=server["url"],
+                     openai_model="tiny", openai_api_key="sk-test")
+        from rag.answerers import build_answerer
+
+        from tests.fakes import HashingEmbeddings
+
+        emb = HashingEmbeddings()
+        assistant = build_fake_assistant(s, embeddings=emb, answerer=build_answerer(s, emb))
+        events = list(assistant.stream("How much of North Korea's trade is with China?"))
+    answer = events[-1]
+    assert isinstance(answer, Answer) and answer.mode == "openai"
+    assert len([e for e in events if isinstance(e, Delta)]) > 3  # streamed word by word
+    assert answer.answer == reply and answer.citations[0].passage.source == "article.md"
+    assert answer.sentences[0].supported is True
+    request = server["requests"][0]
+    assert request["body"]["model"] == "tiny" and request["auth"] == "Bearer sk-test"
+    system, user = request["body"]["messages"][0], request["body"]["messages"][-1]
+    assert prompts.refusal() in system["content"]
+    assert "[1]" in user["content"] and "70 percent" in user["content"]
+
+
+def test_openai_backend_down_falls_back_to_extractive(settings: Settings, tmp_path: Path) -> None:
+    from rag.answerers import ExtractiveAnswerer, build_answerer
+    from tests.fakes import HashingEmbeddings
+
+    with fake_openai("unused", status=500) as server:
+        s = Settings(_env_file=None, corpus_dir=settings.corpus_dir, data_dir=tmp_path / "d5",  # type: ignore[call-arg]
+                     min_relevance=0.05, answerer="openai", openai_base_url=server["url"])
+        emb = HashingEmbeddings()
+        assistant = build_fake_assistant(
+            s, embeddings=emb, answerer=build_answerer(s, emb), fallback=ExtractiveAnswerer(emb, min_score=0.1)
+        )
+        answer = assistant.ask("How long is the coastline?")
+    assert answer.mode == "extractive" and "2,495 km" in answer.answer
+    assert answer.note and "openai answer backend failed" in answer.note
