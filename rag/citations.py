@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any
 
 MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+")
 WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
 STOPWORDS = frozenset(
     "a an the of and or to in on at by for from with as is are was were be been being it its this"
@@ -52,12 +53,15 @@ def split_sentences(text: str) -> list[str]:
             sentence = sentence.strip()
             if sentence:
                 out.append(sentence)
-    # pysbd splits "... so [2]. Next" correctly, but a lone marker can end up on its own.
+    # pysbd splits "... so [2]. Next" correctly, but in "Claim. [1] Next. [2]" (the extractive
+    # answer's shape) it starts the next sentence with the marker: give it back to its claim.
     merged: list[str] = []
     for sentence in out:
-        if merged and MARKER.fullmatch(sentence):
-            merged[-1] = merged[-1] + " " + sentence.strip()
-        else:
+        lead = LEADING_MARKERS.match(sentence)
+        if merged and lead:
+            merged[-1] = merged[-1] + " " + lead.group(0).strip()
+            sentence = sentence[lead.end() :].strip()
+        if sentence:
             merged.append(sentence)
     return merged
 
