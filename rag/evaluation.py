@@ -1,0 +1,487 @@
+"""The eval harness: run a golden question file through the answering API and score every answer.
+
+``rag eval`` is the command line; in code::
+
+    pipeline = build_pipeline(settings, "extractive", embeddings)
+    rows = evaluate(load_questions(Path("evals/golden.jsonl")), pipeline)
+    aggregate(rows)["overall"]["correctness.correct"]
+
+Each question is answered with ``Assistant.ask`` (the JSON ``rag ask --json`` prints) and then
+retrieved once more with ``k = max(KS)`` (10) straight from the retriever, on the same standalone
+question the chain used: the assistant only sees ``settings.top_k`` passages, and the deeper
+ranking is what recall@10 needs. With the default settings the first ``top_k`` of that ranking
+are the passages the answer saw (``ranking_mismatch`` in the results says when they are not).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rag.chain import Assistant, Retriever, heuristic_condense
+from rag.config import Settings
+from rag.eval_metrics import KS, ExactJudge, Judge, VerifierJudge, aggregate, score
+from rag.retrieval import Passage
+
+if TYPE_CHECKING:
+    from langchain_core.embeddings import Embeddings
+
+TYPES = ("article", "corpus", "multi", "unanswerable", "followup")
+FIELDS = ("id", "type", "question", "history", "answer", "key_facts", "sources", "evidence")
+RETRIEVAL_ONLY = "retrieval-only"
+ARTICLE = "the-diplomat-2016-why-should-the-us-talk-to-north-korea.md"
+
+
+class GoldenError(ValueError):
+    """The question file cannot be read; the message names the line."""
+
+
+def load_questions(path: Path, limit: int | None = None) -> list[dict[str, Any]]:
+    """Read a golden JSONL file (the format of ``evals/golden.jsonl``).
+
+    Only ``question`` is required; missing fields get empty defaults, so a plain list of
+    questions still runs (with retrieval and correctness metrics left out).
+    """
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise GoldenError(f"cannot read {path}: {exc}") from None
+    items: list[dict[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except ValueError as exc:
+            raise GoldenError(f"{path}:{number}: not JSON ({exc})") from None
+        if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+            raise GoldenError(f"{path}:{number}: needs an object with a 'question' string")
+        item.setdefault("id", f"q{number}")
+        item.setdefault("type", "unanswerable" if item.get("key_facts") == [] else "corpus")
+        for key in ("history", "key_facts", "sources", "evidence"):
+            item.setdefault(key, [])
+        item.setdefault("answer", "")
+        items.append(item)
+        if limit is not None and len(items) >= limit:
+            break
+    return items
+
+
+def golden_problems(item: Mapping[str, Any], corpus: Mapping[str, str]) -> list[str]:
+    """What is wrong with one golden item (empty when it is valid); ``corpus`` maps file names
+    to their text. The rules of ``evals/README.md``: exact fields, known type, history only for
+    follow-ups, lowercase key-fact groups, one verbatim single-line quote per source, key facts
+    present in the quotes and in the reference answer, sources that fit the type."""
+    out: list[str] = []
+    if list(item) != list(FIELDS):
+        return [f"fields must be exactly {', '.join(FIELDS)} (got {', '.join(map(str, item))})"]
+    kind = item["type"]
+    if not isinstance(item["id"], str) or not item["id"]:
+        out.append("id must be a non-empty string")
+    if kind not in TYPES:
+        out.append(f"unknown type {kind!r}")
+    for name in ("question", "answer"):
+        if not isinstance(item[name], str) or not item[name].strip():
+            out.append(f"{name} must be a non-empty string")
+    history = item["history"]
+    if not isinstance(history, list) or not all(
+        isinstance(t, dict) and set(t) == {"role", "content"} and t["role"] in ("user", "assistant")
+        and isinstance(t["content"], str) and t["content"].strip()
+        for t in history
+    ):
+        out.append("history must be a list of {role: user|assistant, content: text}")
+    elif (kind == "followup") != bool(history):
+        out.append("history must be non-empty for follow-ups and empty otherwise")
+    facts, sources, evidence = item["key_facts"], item["sources"], item["evidence"]
+    if not (isinstance(facts, list) and all(
+        isinstance(g, list) and g and all(isinstance(a, str) and a.strip() and a == a.lower() for a in g)
+        for g in facts
+    )):
+        return [*out, "key_facts must be a list of non-empty lists of lowercase strings"]
+    if not (isinstance(sources, list) and isinstance(evidence, list)
+            and all(isinstance(x, str) for x in sources + evidence)):
+        return [*out, "sources and evidence must be lists of strings"]
+    if kind == "unanswerable":
+        if facts or sources or evidence:
+            out.append("unanswerable items have no key_facts, sources or evidence")
+        return out
+    if not facts or not sources:
+        out.append("answerable items need key_facts and sources")
+    if len(evidence) != len(sources):
+        out.append("one evidence quote per source")
+    for source, quote in zip(sources, evidence, strict=False):
+        if source not in corpus:
+            out.append(f"source {source!r} is not a corpus document")
+        elif "\n" in quote or quote not in corpus[source]:
+            out.append(f"evidence is not a single-line verbatim quote of {source}: {quote[:60]!r}")
+    text = " ".join([*evidence, item["answer"]]).lower()
+    for group in facts:
+        if not any(alt in text for alt in group):
+            out.append(f"key-fact group {group} is in neither the evidence nor the answer")
+        if not any(alt in item["answer"].lower() for alt in group):
+            out.append(f"the reference answer fails its own key-fact group {group}")
+    if kind == "article" and sources != [ARTICLE]:
+        out.append(f"article items cite only {ARTICLE}")
+    if kind == "corpus" and (len(sources) != 1 or ARTICLE in sources):
+        out.append("corpus items cite exactly one document other than the article")
+    if kind == "multi" and len(set(sources)) < 2:
+        out.append("multi items cite at least two documents")
+    return out
+
+
+def read_corpus(folder: Path) -> dict[str, str]:
+    """The corpus documents by file name (``SOURCES.md``, the attribution list, is not one)."""
+    return {
+        p.name: p.read_text(encoding="utf-8")
+        for p in sorted(folder.iterdir())
+        if p.is_file() and p.suffix in (".md", ".txt") and p.name != "SOURCES.md"
+    }
+
+
+@dataclass
+class Pipeline:
+    """What one eval run exercises: the answering API, the retriever behind it, and the judge of
+    generated sentences (extractive sentences are always judged exactly)."""
+
+    name: str
+    assistant: Assistant | None  # None: retrieval only
+    retriever: Retriever
+    judge: Judge
+    model: str = ""
+    condense: Callable[[str, Sequence[dict[str, str]]], str] = heuristic_condense
+
+
+def evaluate(
+    items: Sequence[dict[str, Any]],
+    pipeline: Pipeline,
+    *,
+    ks: Sequence[int] = KS,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Answer and score every item; one result row per item (see ``evals/README.md``)."""
+    exact = ExactJudge()
+    rows: list[dict[str, Any]] = []
+    depth = max(ks)
+    for done, item in enumerate(items, start=1):
+        history = list(item.get("history") or [])
+        answer: dict[str, Any] | None = None
+        error = None
+        started = time.perf_counter()
+        if pipeline.assistant is not None:
+            try:
+                answer = pipeline.assistant.ask(item["question"], history).to_dict()
+            except Exception as exc:  # noqa: BLE001 - one failing question is a result, not a crash
+                error = f"{type(exc).__name__}: {exc}"
+                answer = {"answer": "", "refused": False, "citations": [], "retrieved": [], "mode": "error"}
+            standalone = answer.get("standalone_question") or item["question"]
+        else:
+            standalone = pipeline.condense(item["question"], history) if history else item["question"]
+        passages = pipeline.retriever.retrieve(standalone, k=depth)
+        retrieve_ms = (time.perf_counter() - started) * 1000
+        ranking = [
+            {"source": p.source, "chunk_id": p.chunk_id, "score": round(p.similarity, 4), "text": p.text}
+            for p in passages
+        ]
+        judge = exact if answer is None or answer.get("mode") == "extractive" else pipeline.judge
+        metrics = score(item, answer, ranking, judge, ks)
+        if answer is None:
+            metrics["latency.retrieve_ms"] = retrieve_ms
+        row: dict[str, Any] = {
+            "id": item["id"],
+            "type": item["type"],
+            "answerer": pipeline.name,
+            "question": item["question"],
+            "history": history,
+            "reference": item.get("answer", ""),
+            "standalone_question": standalone,
+            "judge": judge.name if answer is not None else None,
+            "metrics": metrics,
+            "answer": answer,
+            "ranking": [{k: v for k, v in r.items() if k != "text"} for r in ranking],
+            "error": error,
+        }
+        if answer is not None and not error:
+            seen = [r["chunk_id"] for r in answer.get("retrieved") or []]
+            row["ranking_mismatch"] = seen != [r["chunk_id"] for r in ranking[: len(seen)]]
+        rows.append(row)
+        if progress:
+            progress(done, len(items))
+    return rows
+
+
+# --- building the pipelines the CLI runs -----------------------------------------------------
+
+
+def answerer_settings(settings: Settings, name: str) -> Settings:
+    """Settings for an answerer name: ``extractive``, ``openai``, ``llamacpp`` or ``llamacpp-0.5b``."""
+    base, _, size = name.partition("-")
+    if base not in ("extractive", "openai", "llamacpp") or (size and base != "llamacpp"):
+        raise ValueError(
+            f"unknown answerer {name!r} (extractive, openai, llamacpp, llamacpp-0.5b, llamacpp-1.5b)"
+        )
+    update: dict[str, Any] = {"answerer": base}
+    if size:
+        if size not in ("0.5b", "1.5b"):
+            raise ValueError(f"unknown llamacpp model {size!r} (0.5b or 1.5b)")
+        update["llm_model"] = size
+    if base == "openai" and not settings.openai_base_url:
+        raise ValueError("the openai answerer needs RAG_OPENAI_BASE_URL")
+    return settings.model_copy(update=update)
+
+
+def llamacpp_installed(settings: Settings, size: str | None = None) -> bool:
+    """True when llama-cpp-python and the GGUF file of the model (``size`` or the setting) are here."""
+    from importlib.util import find_spec
+
+    if find_spec("llama_cpp") is None or find_spec("rag.llamacpp") is None:
+        return False
+    from rag.models import model_path
+
+    variant = settings.model_copy(update={"llm_model": size}) if size else settings
+    return model_path(variant).is_file()
+
+
+def available_answerers(settings: Settings) -> list[str]:
+    """Every answerer this machine can run: extractive always, the others when configured."""
+    out = ["extractive"]
+    if settings.openai_base_url:
+        out.append("openai")
+    out += [f"llamacpp-{size}" for size in ("0.5b", "1.5b") if llamacpp_installed(settings, size)]
+    return out
+
+
+def build_judge(settings: Settings, kind: str = "auto") -> Judge:
+    """The judge for generated sentences: ``llamacpp`` (local, preferred), ``openai``
+    (any OpenAI-compatible server), or ``match`` (word overlap, the chain's own check, when no
+    LLM is available). ``auto`` takes the first available in that order."""
+    from rag.chain import verify_by_match
+
+    if kind == "auto":
+        if llamacpp_installed(settings):
+            kind = "llamacpp"
+        else:
+            kind = "openai" if settings.openai_base_url else "match"
+    if kind == "llamacpp":
+        return build_llamacpp_judge(settings)
+    if kind == "openai":
+        from rag.answerers import build_openai_model
+        from rag.eval_metrics import ChatModelJudge
+
+        if not settings.openai_base_url:
+            raise ValueError("the openai judge needs RAG_OPENAI_BASE_URL")
+        return ChatModelJudge(build_openai_model(settings), name=f"openai:{settings.openai_model}")
+    if kind == "match":
+        return VerifierJudge(verify_by_match, name="match (word overlap; no LLM judge available)")
+    raise ValueError(f"unknown judge {kind!r} (auto, llamacpp, openai, match)")
+
+
+def build_llamacpp_judge(settings: Settings) -> Judge:
+    """The local model's strict yes/no per sentence; a sentence quoted from its passage passes
+    outright (stricter than the chain's own verifier, which also accepts 90% word overlap)."""
+    from rag import llamacpp  # type: ignore[attr-defined,unused-ignore]
+
+    local = llamacpp.shared_model(settings)
+    exact = ExactJudge()
+
+    def verify(claim: str, passages: Sequence[Passage]) -> bool | None:
+        if exact.supported(claim, passages):
+            return True
+        return llamacpp.judge(local, claim, [p.text for p in passages])
+
+    return VerifierJudge(verify, name=f"llamacpp-{settings.llm_model} (strict yes/no)")
+
+
+def build_pipeline(
+    settings: Settings, name: str, embeddings: Embeddings, *, judge: str = "auto"
+) -> Pipeline:
+    """The real pipeline for one answerer name (or ``retrieval-only``) over the built index."""
+    from rag.components import build_assistant, open_index
+    from rag.retrieval import HybridRetriever
+
+    index = open_index(settings, embeddings)
+    retriever = HybridRetriever(
+        collection=index.collection, embeddings=embeddings, lexical=index.lexical, settings=settings
+    )
+    if name == RETRIEVAL_ONLY:
+        return Pipeline(name, None, retriever, ExactJudge(), model="")
+    variant = answerer_settings(settings, name)
+    assistant = build_assistant(variant, embeddings)
+    model = {
+        "extractive": f"extractive (sentences ranked with {settings.embedding_model})",
+        "openai": f"openai:{variant.openai_model} at {variant.openai_base_url}",
+        "llamacpp": f"llamacpp:{variant.llm_model_path or variant.llm_model}",
+    }[variant.answerer]
+    return Pipeline(name, assistant, retriever, build_judge(variant, judge), model=model)
+
+
+def ensure_index(
+    settings: Settings,
+    embeddings_factory: Callable[[], Embeddings],
+    echo: Callable[[str], None],
+    *,
+    wait_s: float = 900.0,
+) -> None:
+    """Ingest when the index is missing or stale, so a fresh clone can run the eval directly.
+
+    When another process is ingesting the same data directory, wait for it and check again.
+    """
+    from rag.ingest import IngestBusyError, index_status, ingest
+
+    deadline = time.monotonic() + wait_s
+    waiting = False
+    while (reason := index_status(settings)) is not None:
+        try:
+            echo(f"index {reason}: ingesting {settings.corpus_dir} into {settings.data_dir}")
+            echo(ingest(settings, embeddings_factory).summary())
+            return
+        except IngestBusyError:
+            if time.monotonic() > deadline:
+                raise
+            if not waiting:
+                echo("another ingest is running on this data directory: waiting for it")
+                waiting = True
+            time.sleep(5)
+
+
+def run_cli(
+    settings: Settings,
+    *,
+    questions: Path,
+    out: Path,
+    answerers: Sequence[str] = (),
+    compare: Path | None = None,
+    gate: Path | None = None,
+    limit: int | None = None,
+    retrieval_only: bool = False,
+    judge: str = "auto",
+    embeddings_factory: Callable[[], Embeddings] | None = None,
+    pipeline_factory: Callable[[Settings, str, Embeddings], Pipeline] | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> int:
+    """``rag eval``: run, write the report, compare, gate. Returns the exit code (0 ok, 1 gate
+    failed, 2 usage error). Factories are parameters so tests can hand in fakes."""
+    from rag import eval_report
+
+    say = echo or _echo
+    thresholds = None
+    try:
+        items = load_questions(questions, limit)
+        if gate is not None:
+            thresholds = eval_report.load_thresholds(gate)
+        names = _answerer_names(settings, answerers, thresholds, retrieval_only)
+        for name in names:
+            if name != RETRIEVAL_ONLY:
+                answerer_settings(settings, name)
+    except (GoldenError, ValueError) as exc:
+        say(f"error: {exc}")
+        return 2
+    if not items:
+        say(f"error: no questions in {questions}")
+        return 2
+
+    cache: dict[str, Embeddings] = {}
+
+    def embeddings() -> Embeddings:
+        if "e" not in cache:
+            if embeddings_factory is not None:
+                cache["e"] = embeddings_factory()
+            else:
+                from rag.embeddings import build_embeddings
+
+                cache["e"] = build_embeddings(settings)
+        return cache["e"]
+
+    from rag.documents import CorpusError
+    from rag.ingest import IngestBusyError
+    from rag.store import IndexProblem
+
+    try:
+        ensure_index(settings, embeddings, say)
+    except (CorpusError, IngestBusyError, IndexProblem) as exc:
+        say(f"error: {exc}")
+        return 2
+    make = pipeline_factory or (lambda s, n, e: build_pipeline(s, n, e, judge=judge))
+    runs: dict[str, dict[str, Any]] = {}
+    all_rows: list[dict[str, Any]] = []
+    for name in names:
+        pipeline = make(settings, name, embeddings())
+        started = time.perf_counter()
+        with _progress_bar(f"eval {name}", len(items)) as update:
+            rows = evaluate(items, pipeline, progress=update)
+        seconds = time.perf_counter() - started
+        all_rows += rows
+        judges = sorted({r["judge"] for r in rows if r["judge"]})
+        runs[name] = {
+            "model": pipeline.model,
+            "judge": {"generated": pipeline.judge.name if pipeline.assistant else None, "used": judges},
+            "seconds": round(seconds, 1),
+            "ranking_mismatches": sum(1 for r in rows if r.get("ranking_mismatch")),
+            **aggregate(rows),
+        }
+        say(f"{name}: {len(rows)} questions in {seconds:.0f} s")
+    report = eval_report.build_report(settings, runs, questions=questions, n_questions=len(items))
+    eval_report.write_all(out, all_rows, report)
+    say(eval_report.summary_text(report))
+    say(f"report: {out / 'report.md'}")
+    code = 0
+    if compare is not None:
+        try:
+            base = eval_report.load_report(compare)
+        except ValueError as exc:
+            say(f"error: {exc}")
+            return 2
+        text = eval_report.compare_markdown(base, report)
+        (out / "compare.md").write_text(text, encoding="utf-8")
+        say(text)
+    if thresholds is not None:
+        failures, checked = eval_report.check_gate(report, thresholds, retrieval_only=retrieval_only)
+        if failures:
+            say("eval gate FAILED:\n" + "\n".join(f"  {f}" for f in failures))
+            code = 1
+        else:
+            say(f"eval gate passed ({checked} thresholds)")
+    return code
+
+
+def _answerer_names(
+    settings: Settings, requested: Sequence[str], thresholds: dict[str, Any] | None, retrieval_only: bool
+) -> list[str]:
+    if retrieval_only:
+        return [RETRIEVAL_ONLY]
+    if requested:
+        return list(dict.fromkeys(requested))
+    if thresholds is not None:
+        return [name for name in thresholds if not name.startswith("_")]
+    return available_answerers(settings)
+
+
+@contextmanager
+def _progress_bar(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar on a terminal; silent otherwise (CI logs get the summary instead)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _echo(text: str) -> None:
+    print(text, flush=True)
+
+
+def iter_results(path: Path) -> Iterable[dict[str, Any]]:
+    """Rows of a ``results.jsonl`` written by an earlier run."""
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield json.loads(line)
