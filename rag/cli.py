@@ -172,17 +172,28 @@ def _assistant(settings: Any) -> Any:
 def eval_(
     questions: Annotated[Path, typer.Option(help="Golden set (JSONL).")] = Path("evals/golden.jsonl"),
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("evals/out"),
-    answerer: Annotated[list[str] | None, typer.Option(help="Answerer(s) to evaluate.")] = None,
+    answerer: Annotated[
+        list[str] | None,
+        typer.Option(help="Answerer(s): extractive, openai, llamacpp, llamacpp-0.5b, llamacpp-1.5b."
+                     " Default: every available one (with --gate: those the thresholds name)."),
+    ] = None,
     compare: Annotated[Path | None, typer.Option(help="Earlier report folder to compare with.")] = None,
     gate: Annotated[Path | None, typer.Option(help="Thresholds file: fail when a metric is below.")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N questions.")] = None,
+    retrieval_only: Annotated[
+        bool, typer.Option("--retrieval-only", help="Skip answering; measure retrieval only (fast).")
+    ] = False,
+    judge: Annotated[
+        str, typer.Option(help="Judge of generated sentences: auto, llamacpp, openai or match.")
+    ] = "auto",
 ) -> None:
     """Run the eval harness on a question file and write the report."""
     offline_env()
     from rag.evaluation import run_cli
 
     raise typer.Exit(run_cli(load_settings(), questions=questions, out=out, answerers=answerer or [],
-                             compare=compare, gate=gate, limit=limit))
+                             compare=compare, gate=gate, limit=limit, retrieval_only=retrieval_only,
+                             judge=judge))
 
 
 @app.command()
