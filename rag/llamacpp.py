@@ -39,6 +39,15 @@ HISTORY_TURNS = 2  # the last exchange is enough context once the question is co
 HISTORY_CHARS = 300
 
 
+@dataclasses.dataclass
+class AnswerContext:
+    """An answer as the model saw it: the chat, its reply, and the chunk ids shown as [1], [2]..."""
+
+    messages: list[Message]
+    reply: str
+    shown: list[str]
+
+
 class LocalModel:
     """A lazily loaded ``llama_cpp.Llama`` with a lock: llama.cpp contexts are not thread-safe."""
 
@@ -47,6 +56,16 @@ class LocalModel:
         self._llm: Any = None
         self.name = name
         self.lock = threading.RLock()
+        self._local = threading.local()
+
+    @property
+    def last_answer(self) -> AnswerContext | None:
+        """The answer this thread generated last (its verification reuses the cached prompt)."""
+        return getattr(self._local, "last_answer", None)
+
+    @last_answer.setter
+    def last_answer(self, value: AnswerContext | None) -> None:
+        self._local.last_answer = value
 
     @property
     def llm(self) -> Any:
@@ -202,8 +221,14 @@ class LlamaCppAnswerer:
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
         messages = self.messages(question, passages, history)
+        self.model.last_answer = None
+        pieces: list[str] = []
         try:
-            yield from self.model.chat_stream(messages, max_tokens=self.max_tokens)
+            for piece in self.model.chat_stream(messages, max_tokens=self.max_tokens):
+                pieces.append(piece)
+                yield piece
+            shown = [p.chunk_id for p in passages[: self.max_passages]]
+            self.model.last_answer = AnswerContext(messages, "".join(pieces), shown)
         except AnswererError:
             raise
         except Exception as exc:  # llama.cpp load and decode errors of every kind
@@ -219,6 +244,22 @@ def judge_messages(claim: str, passage_texts: Sequence[str]) -> list[Message]:
             "role": "user",
             "content": prompts.load("judge_user").format(passage=evidence, claim=strip_markers(claim)),
         },
+    ]
+
+
+def followup_judge_messages(context: AnswerContext, claim: str, numbers: Sequence[int]) -> list[Message]:
+    """The yes/no question as the next turn of the answer's own chat.
+
+    llama.cpp still holds that chat in its cache, so the model reads only this short question
+    (~40 tokens) instead of a fresh prompt with the passage (~250): about 0.4 s instead of 2.5 s
+    per sentence on the 1.5B model.
+    """
+    cited = ", ".join(f"[{n}]" for n in numbers)
+    question = prompts.load("judge_followup").format(claim=strip_markers(claim), cited=cited)
+    return [
+        *context.messages,
+        {"role": "assistant", "content": context.reply},
+        {"role": "user", "content": question},
     ]
 
 
@@ -280,7 +321,9 @@ def llamacpp_condense(
 
 def llamacpp_verifier(settings: Settings, model: LocalModel | None = None) -> Verifier:
     """Verifier for the chain: a sentence quoted from its passage is supported outright;
-    otherwise the local model judges it strictly against the passage(s) it cites.
+    otherwise the local model judges it strictly against the passage(s) it cites: as a follow-up
+    question in the chat that produced the answer when those passages were shown there (fast:
+    the chat is cached), else in a fresh prompt with the passage text.
     """
     local = model or shared_model(settings)
 
@@ -288,7 +331,12 @@ def llamacpp_verifier(settings: Settings, model: LocalModel | None = None) -> Ve
         matched = verify_by_match(claim, passages)
         if matched is not None:
             return matched
+        context = local.last_answer
         try:
+            if context is not None and all(p.chunk_id in context.shown for p in passages):
+                numbers = [context.shown.index(p.chunk_id) + 1 for p in passages]
+                reply = local.chat(followup_judge_messages(context, claim, numbers), max_tokens=3)
+                return parse_verdict(reply)
             return judge(local, claim, [p.text for p in passages])
         except Exception:  # noqa: BLE001 - an unverifiable sentence is reported as unsupported
             return None

@@ -64,15 +64,27 @@ def passage(text: str, n: int = 1, title: str = "Doc", section: str = "Sec") -> 
     return Passage(f"c{n}", text, {"source": f"d{n}.md", "title": title, "section": section}, 0.9)
 
 
+FOLLOWUP = prompts.load("judge_followup").split("{", 1)[0]
+
+
 def substring_judge(answer: str) -> Callable[[list[dict[str, str]]], str]:
-    """Answers with ``answer``; as judge, says yes when the statement's words are in the passage."""
+    """Answers with ``answer``; as judge (fresh prompt or follow-up question), says yes when the
+    statement's words are all in the passage."""
+
+    def verdict(claim: str, evidence: str) -> str:
+        words = claim.lower().rstrip(".").split()
+        return "Yes" if all(w in evidence.lower() for w in words) else "No"
 
     def reply(messages: list[dict[str, str]]) -> str:
+        user = messages[-1]["content"]
         if messages[0]["content"] == JUDGE:
-            user = messages[-1]["content"]
-            evidence = user.split("Passage:\n", 1)[1].split("\n\nStatement:", 1)[0].lower()
-            claim = user.split("Statement: ", 1)[1].split("\n", 1)[0].lower().rstrip(".")
-            return "Yes" if all(w in evidence for w in claim.split()) else "No"
+            evidence = user.split("Passage:\n", 1)[1].split("\n\nStatement:", 1)[0]
+            return verdict(user.split("Statement: ", 1)[1].split("\n", 1)[0], evidence)
+        if user.startswith(FOLLOWUP):
+            n = user.split("passage [", 1)[1].split("]", 1)[0]
+            shown = messages[-3]["content"]
+            evidence = shown.split(f"[{n}] (", 1)[1].split("\n\n[", 1)[0]
+            return verdict(user.split("Sentence: ", 1)[1].split("\n", 1)[0], evidence)
         return answer
 
     return reply
@@ -175,8 +187,30 @@ def test_chain_marks_each_sentence_by_the_judge(settings: Settings) -> None:
         "The GDP tripled since 1990 [1].": False,  # judged: not in the passage
         "Kimchi is tasty.": False,  # uncited: unsupported without asking
     }
-    judge_calls = [c for c in llm.calls if c[0]["content"] == JUDGE]
-    assert len(judge_calls) == 1 and "tripled" in judge_calls[0][1]["content"]
+    # One judgement, asked as the next turn of the answer's own (cached) chat.
+    answer_chat, *judged = llm.calls
+    assert len(judged) == 1
+    assert judged[0][: len(answer_chat)] == answer_chat
+    assert judged[0][len(answer_chat)] == {"role": "assistant", "content": text}
+    assert "Sentence: The GDP tripled since 1990.\n" in judged[0][-1]["content"]
+
+
+def test_verifier_judges_unseen_passages_in_a_fresh_prompt() -> None:
+    def reply(messages: list[dict[str, str]]) -> str:
+        if messages[0]["content"] == JUDGE:
+            return "no" if "Japan" in messages[-1]["content"] else "yes"
+        return "Seoul is the capital [1]."
+
+    model, llm = fake_model(reply)
+    shown = passage("Seoul is the capital of South Korea.", 1)
+    unseen = passage("Pyongyang is the capital of North Korea.", 5)
+    list(LlamaCppAnswerer(model, max_passages=1).stream("Capital?", [shown, unseen], []))
+    verify = llamacpp_verifier(Settings(_env_file=None), model)  # type: ignore[call-arg]
+    # Passage [5] was never shown to the model: its chat cannot be reused to judge against it.
+    assert verify("Pyongyang is the North Korean seat of government [5].", [unseen]) is True
+    assert verify("Pyongyang is the capital city of Japan [5].", [unseen]) is False
+    assert [c[0]["content"] == JUDGE for c in llm.calls] == [False, True, True]
+    assert "Passage:\nPyongyang is the capital of North Korea." in llm.calls[1][1]["content"]
 
 
 def test_chain_drops_unsupported_sentences_when_asked(tmp_path: Any) -> None:
