@@ -12,6 +12,8 @@ def main() -> None:
     offline_env()
     from rag.web import launch
 
+    # Opens the index (building it from the corpus first if there is none), builds the UI
+    # over the assistant and serves it on RAG_HOST:RAG_PORT.
     launch(load_settings())
 
 

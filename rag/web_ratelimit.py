@@ -1,0 +1,51 @@
+"""A per-user sliding-window rate limit for the web chat (questions per minute).
+
+>>> now = [0.0]
+>>> limiter = RateLimiter(per_minute=2, clock=lambda: now[0])
+>>> limiter.allow("ann"), limiter.allow("ann"), limiter.allow("ann"), limiter.allow("bob")
+(True, True, False, True)
+>>> now[0] = 60.0
+>>> limiter.allow("ann")
+True
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class RateLimiter:
+    """At most ``per_minute`` calls per key in any 60-second window (0 means no limit)."""
+
+    window_s = 60.0
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._calls: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> bool:
+        """Count a call for ``key`` and say whether it is within the limit."""
+        if self.per_minute <= 0:
+            return True
+        now = self.clock()
+        with self._lock:
+            calls = self._calls.setdefault(key, deque())
+            while calls and calls[0] <= now - self.window_s:
+                calls.popleft()
+            if len(calls) >= self.per_minute:
+                return False
+            calls.append(now)
+            return True
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until ``key`` may ask again (0 when it may now)."""
+        with self._lock:
+            calls = self._calls.get(key)
+            if self.per_minute <= 0 or not calls or len(calls) < self.per_minute:
+                return 0.0
+            return max(0.0, calls[0] + self.window_s - self.clock())

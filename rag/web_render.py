@@ -1,0 +1,153 @@
+"""Rendering for the web chat: answers as Markdown with linked ``[n]`` markers, the sources panel
+as HTML, and the status line.
+
+Everything that comes from a document (passage text, titles, sections, quotes, answer sentences)
+is escaped here, in one place, so HTML or script inside a document is shown as text and never
+runs::
+
+    >>> escape_markdown("<script>**x**")
+    '\\\\<script\\\\>\\\\*\\\\*x\\\\*\\\\*'
+    >>> highlight("One. Two <b>bold</b>. Three.", "Two <b>bold</b>.")
+    'One. <mark>Two &lt;b&gt;bold&lt;/b&gt;.</mark> Three.'
+
+Answer ``t``'s marker ``[n]`` links to ``#src-t-n``, the id of that citation in the sources panel.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rag.citations import MARKER
+
+# CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it means no
+# document text can form a link, an HTML tag, an emphasis, a list or (with `$`) a formula.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&$:\"'=/])")
+
+
+def escape_markdown(text: str) -> str:
+    """Make ``text`` render literally in Markdown (and so never as HTML)."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def source_id(turn: int, n: int) -> str:
+    """The element id of citation ``n`` of answer ``turn`` in the sources panel."""
+    return f"src-{turn}-{n}"
+
+
+def answer_markdown(text: str, turn: int, note: str | None = None) -> str:
+    """An answer (or the part streamed so far) as Markdown: text escaped, ``[n]`` linked.
+
+    >>> answer_markdown("Talks are a sign of strength. [2]", turn=0)
+    'Talks are a sign of strength\\\\. [\\\\[2\\\\]](#src-0-2)'
+    """
+    out: list[str] = []
+    last = 0
+    for match in MARKER.finditer(text):
+        out.append(escape_markdown(text[last : match.start()]))
+        numbers = [int(part) for part in match.group(1).split(",")]
+        out.append(" " + "".join(f"[\\[{n}\\]](#{source_id(turn, n)})" for n in numbers))
+        last = match.end()
+    out.append(escape_markdown(text[last:]))
+    body = "".join(out).strip()
+    if note:
+        body += f"\n\n*Note: {escape_markdown(note)}*"
+    return body
+
+
+def highlight(text: str, quote: str) -> str:
+    """``text`` as HTML with ``quote`` wrapped in ``<mark>``; both escaped.
+
+    The quote is looked up exactly, then ignoring differences in white space; when it cannot be
+    found the text is returned escaped without a highlight.
+    """
+    span = _find(text, quote)
+    if span is None:
+        return html.escape(text)
+    start, end = span
+    return (
+        html.escape(text[:start])
+        + "<mark>"
+        + html.escape(text[start:end])
+        + "</mark>"
+        + html.escape(text[end:])
+    )
+
+
+def _find(text: str, quote: str) -> tuple[int, int] | None:
+    quote = quote.strip()
+    if not quote:
+        return None
+    start = text.find(quote)
+    if start >= 0:
+        return start, start + len(quote)
+    pattern = r"\s+".join(re.escape(word) for word in quote.split())
+    match = re.search(pattern, text)
+    return (match.start(), match.end()) if match else None
+
+
+def _citation_html(turn: int, citation: Mapping[str, Any], open_: bool) -> str:
+    n = int(citation["n"])
+    title = html.escape(str(citation.get("title") or citation.get("source") or "Untitled"))
+    section = str(citation.get("section") or "")
+    url = citation.get("url")
+    where = f'<span class="src-section">{html.escape(section)}</span>' if section else ""
+    link = ""
+    # Only http(s) links: a document cannot smuggle a javascript: URL into the page.
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        link = (
+            f'<a class="src-url" href="{html.escape(url, quote=True)}" target="_blank"'
+            f' rel="noopener noreferrer">{html.escape(url)}</a>'
+        )
+    source = html.escape(str(citation.get("source") or ""))
+    passage = highlight(str(citation.get("text") or ""), str(citation.get("quote") or ""))
+    return (
+        f'<details class="src" id="{source_id(turn, n)}"{" open" if open_ else ""}>'
+        f'<summary><span class="src-n">[{n}]</span> <span class="src-title">{title}</span>'
+        f"{' › ' + where if where else ''}</summary>"
+        f'<div class="src-body"><div class="src-meta"><code>{source}</code> {link}</div>'
+        f'<div class="src-text">{passage}</div></div></details>'
+    )
+
+
+def sources_html(turns: Sequence[Mapping[str, Any]]) -> str:
+    """The sources panel: for each answer (newest first), only the passages it cites.
+
+    ``turns`` are the chat's turns (``{"question", "answer": Answer.to_dict() | None, ...}``).
+    The newest answer's group is open; its passages are folded until a marker is clicked.
+    """
+    groups: list[str] = []
+    last = len(turns) - 1
+    for t in range(last, -1, -1):
+        answer = turns[t].get("answer") or {}
+        citations = answer.get("citations") or []
+        if not citations:
+            continue
+        items = "".join(_citation_html(t, c, open_=False) for c in citations)
+        question = html.escape(_shorten(str(turns[t].get("question", "")), 90))
+        groups.append(
+            f'<details class="src-group" id="src-{t}"{" open" if t == last else ""}>'
+            f"<summary>Answer {t + 1}: <q>{question}</q></summary>{items}</details>"
+        )
+    if not groups:
+        return '<div class="src-empty">Passages cited by the answers appear here.</div>'
+    return "".join(groups)
+
+
+def status_line(status: Mapping[str, Any]) -> str:
+    """``"27 documents · 1,234 chunks · answerer: extractive"`` (Markdown, escaped)."""
+    parts = []
+    if "documents" in status:
+        parts.append(f"{int(status['documents']):,} documents")
+    if "chunks" in status:
+        parts.append(f"{int(status['chunks']):,} chunks")
+    if status.get("answerer"):
+        parts.append(f"answerer: {escape_markdown(str(status['answerer']))}")
+    return " · ".join(parts)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
