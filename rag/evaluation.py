@@ -20,7 +20,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -411,6 +411,8 @@ def run_cli(
     all_rows: list[dict[str, Any]] = []
     for name in names:
         pipeline = make(settings, name, embeddings())
+        if retrieval_only:
+            pipeline = replace(pipeline, assistant=None)
         started = time.perf_counter()
         with _progress_bar(f"eval {name}", len(items)) as update:
             rows = evaluate(items, pipeline, progress=update)
