@@ -15,6 +15,7 @@ from typing import Any
 
 MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+")
+CLAIM_BREAK = re.compile(r"(?<=\d\])\s+(?=[A-Z(])")
 WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
 STOPWORDS = frozenset(
     "a an the of and or to in on at by for from with as is are was were be been being it its this"
@@ -50,9 +51,12 @@ def split_sentences(text: str) -> list[str]:
         if not line:
             continue
         for sentence in _segmenter().segment(line):
-            sentence = sentence.strip()
-            if sentence:
-                out.append(sentence)
+            # A marker followed by a new capitalised claim ends a sentence even without a full
+            # stop (extractive answers quote list items: "Coastline: 2,495 km [1] Capital: ...").
+            for part in CLAIM_BREAK.split(sentence):
+                part = part.strip()
+                if part:
+                    out.append(part)
     # pysbd splits "... so [2]. Next" correctly, but in "Claim. [1] Next. [2]" (the extractive
     # answer's shape) it starts the next sentence with the marker: give it back to its claim.
     merged: list[str] = []
