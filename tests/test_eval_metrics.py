@@ -170,6 +170,12 @@ def test_extractive_sentences_keep_their_markers() -> None:
         "The policy failed. [1]",
         "Talks are a sign of strength. [2]",
     ]
+    # Quoted list items have no full stop: the marker still closes the claim.
+    assert split_sentences("Coastline: 2,495 km [1] Capital: Pyongyang [2]") == [
+        "Coastline: 2,495 km [1]",
+        "Capital: Pyongyang [2]",
+    ]
+    assert split_sentences("Pyongyang [1] and Seoul [2] agreed.") == ["Pyongyang [1] and Seoul [2] agreed."]
 
 
 # --- faithfulness ----------------------------------------------------------------------------
