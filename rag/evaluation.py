@@ -188,7 +188,7 @@ def evaluate(
             {"source": p.source, "chunk_id": p.chunk_id, "score": round(p.similarity, 4), "text": p.text}
             for p in passages
         ]
-        judge = exact if answer is None or answer.get("mode") == "extractive" else pipeline.judge
+        judge = exact if answer is None or answer.get("mode") in ("extractive", "error") else pipeline.judge
         metrics = score(item, answer, ranking, judge, ks)
         if answer is None:
             metrics["latency.retrieve_ms"] = retrieve_ms
@@ -317,7 +317,9 @@ def build_pipeline(
         "openai": f"openai:{variant.openai_model} at {variant.openai_base_url}",
         "llamacpp": f"llamacpp:{variant.llm_model_path or variant.llm_model}",
     }[variant.answerer]
-    return Pipeline(name, assistant, retriever, build_judge(variant, judge), model=model)
+    # Extractive answers are always judged exactly; only generated answers need a judge model.
+    judged = ExactJudge() if variant.answerer == "extractive" else build_judge(variant, judge)
+    return Pipeline(name, assistant, retriever, judged, model=model)
 
 
 def ensure_index(
@@ -465,16 +467,24 @@ def _answerer_names(
 
 @contextmanager
 def _progress_bar(label: str, total: int) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar on a terminal; silent otherwise (CI logs get the summary instead)."""
+    """A rich progress bar on a terminal; a line every fifth of the way in a log."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    terminal = sys.stderr.isatty()
+    step = max(1, total // 5)
     with Progress(
         TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty(),
+        console=Console(stderr=True), transient=True, disable=not terminal,
     ) as bar:
         task = bar.add_task(label, total=total)
-        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+            if not terminal and (done % step == 0 or done == total):
+                print(f"{label}: {done}/{total}", file=sys.stderr, flush=True)
+
+        yield update
 
 
 def _echo(text: str) -> None:
