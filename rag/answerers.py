@@ -16,6 +16,7 @@ from rag import prompts
 from rag.citations import content_tokens, split_sentences
 from rag.config import Settings
 from rag.retrieval import Passage
+from rag.splitting import CARD_SECTION
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -54,7 +55,7 @@ class ExtractiveAnswerer:
 
     name = "extractive"
 
-    def __init__(self, embeddings: Embeddings, *, max_sentences: int = 3, min_score: float = 0.3) -> None:
+    def __init__(self, embeddings: Embeddings, *, max_sentences: int = 3, min_score: float = 0.2) -> None:
         self.embeddings = embeddings
         self.max_sentences = max_sentences
         self.min_score = min_score
@@ -71,8 +72,10 @@ class ExtractiveAnswerer:
         candidates: list[tuple[int, str, str]] = []
         seen: set[str] = set()
         for n, p in enumerate(passages, start=1):
-            context = " > ".join(x for x in (p.title, p.section) if x)
-            label = p.section.rsplit(" > ", 1)[-1]
+            # The section path (not the title, which would pull every sentence of a document
+            # toward the same topic) tells a sentence what it is about.
+            context = p.section
+            label = p.section.rsplit(" > ", 1)[-1] if p.section != CARD_SECTION else ""
             for sentence in split_sentences(p.text):
                 key = sentence.lower()
                 if len(content_tokens(sentence)) < 2 or key in seen:
@@ -82,12 +85,10 @@ class ExtractiveAnswerer:
                 # A bare list item ("- total: 1,607 km") means nothing without its heading.
                 if label and (sentence[:1] in "-*•" or len(content_tokens(shown)) < 5):
                     shown = f"{label}: {shown}"
-                candidates.append((n, shown, f"{context}: {sentence}"))
+                candidates.append((n, shown, f"{context}: {sentence}" if context else sentence))
         if not candidates:
             return []
-        vectors = np.asarray(
-            self.embeddings.embed_documents([c[2] for c in candidates]), dtype=np.float32
-        )
+        vectors = np.asarray(self.embeddings.embed_documents([c[2] for c in candidates]), dtype=np.float32)
         qvec = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         dense = vectors @ qvec / (np.linalg.norm(vectors, axis=1) * (np.linalg.norm(qvec) or 1.0) + 1e-9)
         q_tokens = set(content_tokens(question))
@@ -144,8 +145,10 @@ class ChatModelAnswerer:
                     yield text
         except AnswererError:
             raise
-        except Exception as exc:  # noqa: BLE001 - network and API errors of every client library
-            raise AnswererError(f"the {self.name} answer backend failed: {type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            raise AnswererError(
+                f"the {self.name} answer backend failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
 
 def build_openai_model(settings: Settings) -> BaseChatModel:

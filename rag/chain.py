@@ -34,7 +34,7 @@ from rag.citations import (
     strip_markers,
 )
 from rag.config import Settings
-from rag.retrieval import Passage
+from rag.retrieval import Passage, reciprocal_rank_fusion
 
 
 class QuestionError(ValueError):
@@ -42,7 +42,9 @@ class QuestionError(ValueError):
 
 
 class Retriever(Protocol):
-    def retrieve(self, query: str, k: int | None = None) -> list[Passage]: ...
+    def retrieve(
+        self, query: str, k: int | None = None, sources: Sequence[str] | None = None
+    ) -> list[Passage]: ...
 
 
 # Judges whether a claim is supported by the passages it cites (None: cannot tell).
@@ -211,7 +213,19 @@ def build_chain(
         return state
 
     def retrieve(state: dict[str, Any]) -> dict[str, Any]:
-        state["passages"] = retriever.retrieve(state["standalone"])
+        passages = retriever.retrieve(state["standalone"])
+        previous = [t["content"] for t in state["history"] if t["role"] == "user"]
+        if previous and state["standalone"] != state["question"]:
+            # A follow-up ("Who wrote it?") is mostly about the documents the conversation was
+            # about: search the question as asked inside them too, and fuse the two rankings.
+            topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1], k=3)))[:2]
+            focused = retriever.retrieve(state["question"], sources=topic)
+            by_id = {p.chunk_id: p for p in passages + focused}
+            fused = reciprocal_rank_fusion(
+                [[p.chunk_id for p in passages], [p.chunk_id for p in focused]], settings.rrf_k
+            )
+            passages = [by_id[cid] for cid, _ in fused[: settings.top_k]]
+        state["passages"] = passages
         state["t_retrieve"] = time.perf_counter()
         return state
 
@@ -328,7 +342,9 @@ def _is_refusal(text: str, refusal: str) -> bool:
 class Assistant:
     """Front ends talk to this: ``ask`` for a whole answer, ``stream`` for deltas then the answer."""
 
-    def __init__(self, chain: Runnable[dict[str, Any], Delta | Answer], *, status: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, chain: Runnable[dict[str, Any], Delta | Answer], *, status: dict[str, Any] | None = None
+    ) -> None:
         self.chain = chain
         self.status = status or {}
 

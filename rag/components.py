@@ -39,7 +39,9 @@ def open_index(settings: Settings, embeddings: Embeddings) -> OpenIndex:
             f"no index in {settings.data_dir}: run `rag ingest` to build it from {settings.corpus_dir}"
         )
     spec = spec_of(settings, embeddings)
-    collection = open_collection(make_client(settings), settings.collection, spec.name, spec.dim, create=False)
+    collection = open_collection(
+        make_client(settings), settings.collection, spec.name, spec.dim, create=False
+    )
     lexical = sync_lexical(settings, collection, manifest)
     return OpenIndex(collection, lexical, len(manifest.files), collection.count())
 

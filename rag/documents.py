@@ -128,7 +128,7 @@ def _split_front_matter(text: str) -> tuple[str, dict[str, str]]:
 
     try:
         post = frontmatter.loads(text)
-    except Exception as exc:  # noqa: BLE001 - malformed YAML: keep the text, report clearly
+    except Exception as exc:
         raise ValueError(f"front matter is not valid YAML: {exc}") from exc
     meta = {k: str(post.metadata[k]) for k in FRONT_MATTER_KEYS if post.metadata.get(k) is not None}
     return post.content, meta

@@ -37,8 +37,7 @@ def resolve_model_path(name: str) -> Path:
     path = Path(name).expanduser()
     if not path.is_dir():
         raise ValueError(
-            f"embedding model {name!r} is neither {BUNDLED_MODEL!r} nor a local"
-            " sentence-transformers folder"
+            f"embedding model {name!r} is neither {BUNDLED_MODEL!r} nor a local sentence-transformers folder"
         )
     return path
 
@@ -61,7 +60,11 @@ def use_bf16(precision: str) -> bool:
 def build_embeddings(settings: Settings) -> Embeddings:
     """Load the configured sentence-transformers model as a LangChain ``Embeddings``."""
     import torch
+    import transformers
     from langchain_huggingface import HuggingFaceEmbeddings
+
+    # The weight-loading progress bar is noise on every start (and breaks `--json` on a tty).
+    transformers.utils.logging.disable_progress_bar()
 
     path = resolve_model_path(settings.embedding_model)
     model_kwargs: dict[str, object] = {"device": "cpu", "local_files_only": True}

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 1
 # Bump when splitting changes in a way that must re-chunk every file.
-SPLITTER_VERSION = 2
+SPLITTER_VERSION = 6
 FLUSH_CHUNKS = 256
 
 
@@ -196,9 +196,7 @@ def ingest(
         report.files_unchanged = len(files) - len(changed)
         docs, report.errors = load_files(changed)
 
-        chunked = [
-            (doc, split_document(doc, settings.chunk_size, settings.chunk_overlap)) for doc in docs
-        ]
+        chunked = [(doc, split_document(doc, settings.chunk_size, settings.chunk_overlap)) for doc in docs]
         total = sum(len(chunks) for _, chunks in chunked)
         done = 0
         for group in _groups(chunked, FLUSH_CHUNKS):
@@ -249,7 +247,17 @@ def _flush(
     report: IngestReport,
 ) -> int:
     chunks = [c for _, cs in pending for c in cs]
-    vectors = embeddings.embed_documents([embed_text(c) for c in chunks])
+    # Ids hash everything that is embedded, so a chunk already stored (a file edited elsewhere,
+    # a re-run after a crash, new chunk settings that leave some chunks alike) keeps its vector.
+    stored = set(collection.get(ids=[c.metadata["chunk_id"] for c in chunks], include=[])["ids"])
+    kept = [c for c in chunks if c.metadata["chunk_id"] in stored]
+    if kept:  # front matter (licence, URL) may have changed without touching the text
+        collection.update(
+            ids=[c.metadata["chunk_id"] for c in kept],
+            metadatas=[_chroma_metadata(c.metadata) for c in kept],  # type: ignore[misc]
+        )
+    chunks = [c for c in chunks if c.metadata["chunk_id"] not in stored]
+    vectors = embeddings.embed_documents([embed_text(c) for c in chunks]) if chunks else []
     ids = [c.metadata["chunk_id"] for c in chunks]
     metadatas = [_chroma_metadata(c.metadata) for c in chunks]
     batch = 5000  # below Chroma's max batch size
@@ -260,6 +268,7 @@ def _flush(
             documents=[c.page_content for c in chunks[start : start + batch]],
             metadatas=metadatas[start : start + batch],  # type: ignore[arg-type]
         )
+    new_ids_all = set(ids)
     for doc, doc_chunks in pending:
         source = doc.metadata["source"]
         new_ids = [c.metadata["chunk_id"] for c in doc_chunks]
@@ -267,17 +276,27 @@ def _flush(
         stale = sorted(set(old_ids) - set(new_ids))
         _delete(collection, stale)
         report.chunks_removed += len(stale)
-        report.chunks_added += len(set(new_ids) - set(old_ids))
+        report.chunks_added += len(set(new_ids) & new_ids_all)
         report.files_indexed += 1
         manifest.files[source] = {"sha256": doc.metadata["sha256"], "chunk_ids": new_ids}
     # Saved after the vectors are stored: a crash before this line only repeats the work.
     manifest.save(settings.manifest_path)
-    return len(chunks)
+    return sum(len(cs) for _, cs in pending)
 
 
 def _chroma_metadata(meta: dict[str, Any]) -> dict[str, str | int]:
-    keep = ("source", "file_name", "title", "section", "source_url", "license", "author",
-            "published", "chunk_id", "chunk_index")
+    keep = (
+        "source",
+        "file_name",
+        "title",
+        "section",
+        "source_url",
+        "license",
+        "author",
+        "published",
+        "chunk_id",
+        "chunk_index",
+    )
     return {k: meta[k] for k in keep if meta.get(k) not in (None, "")}
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 IDS_FILE = "ids.json"
 
 
@@ -49,17 +51,21 @@ class LexicalIndex:
             bm25.index(_tokenize(texts), show_progress=False)
         return cls(list(ids), fingerprint(ids), bm25)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
+        """Best ``k`` chunks for ``query``; only chunk ids in ``allowed`` when it is given."""
         if not self.ids or k <= 0:
             return []
         tokens = _tokenize([query])
         if not any(tokens.ids):
             return []
+        mask = None
+        if allowed is not None:
+            mask = np.fromiter((cid in allowed for cid in self.ids), dtype=np.float32, count=len(self.ids))
+            if not mask.any():
+                return []
         k = min(k, len(self.ids))
-        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1)
-        return [
-            (self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0
-        ]
+        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1, weight_mask=mask)
+        return [(self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
     def save(self, directory: Path) -> None:
         # Write next to the target and swap, so a crash never leaves a half-written index.

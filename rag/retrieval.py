@@ -98,14 +98,19 @@ class HybridRetriever:
         self.lexical = lexical
         self.settings = settings
 
-    def retrieve(self, query: str, k: int | None = None) -> list[Passage]:
+    def retrieve(
+        self, query: str, k: int | None = None, sources: Sequence[str] | None = None
+    ) -> list[Passage]:
+        """The best ``k`` passages (default ``top_k``), only from ``sources`` files when given."""
         s = self.settings
         k = k or s.top_k
         fetch_k = max(s.fetch_k, k)
         qvec = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
+        where: Any = {"source": {"$in": list(sources)}} if sources else None
         dense = self.collection.query(
             query_embeddings=[qvec.tolist()],
             n_results=fetch_k,
+            where=where,
             include=["documents", "metadatas", "embeddings"],
         )
         found: dict[str, Passage] = {}
@@ -120,7 +125,8 @@ class HybridRetriever:
             )
         rankings = [dense_ids]
         if s.hybrid and self.lexical is not None:
-            lexical_ids = [cid for cid, _ in self.lexical.search(query, fetch_k)]
+            allowed = self._ids_of(sources) if sources else None
+            lexical_ids = [cid for cid, _ in self.lexical.search(query, fetch_k, allowed)]
             missing = [cid for cid in lexical_ids if cid not in found]
             if missing:
                 got = self.collection.get(ids=missing, include=["documents", "metadatas", "embeddings"])
@@ -146,6 +152,10 @@ class HybridRetriever:
             picks = mmr_order(qvec, vectors, relevance, k, s.mmr_lambda)
             return [ordered[i] for i in picks]
         return ordered[:k]
+
+    def _ids_of(self, sources: Sequence[str]) -> set[str]:
+        got = self.collection.get(where={"source": {"$in": list(sources)}}, include=[])
+        return set(got["ids"])
 
     @staticmethod
     def _passage(chunk_id: str, text: Any, meta: Any, vector: Any, qvec: np.ndarray) -> Passage:

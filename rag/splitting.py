@@ -21,7 +21,8 @@ CARD_SECTION = "About this document"
 def split_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[Document]:
     """Split one loaded document into chunks with ``section``, ``chunk_id`` and ``embed_text``.
 
-    >>> d = Document(page_content="# T\\n\\n## Economy\\n\\nGDP grew.", metadata={"source": "t.md", "title": "T"})
+    >>> text = "# T\\n\\n## Economy\\n\\nGDP grew."
+    >>> d = Document(page_content=text, metadata={"source": "t.md", "title": "T"})
     >>> [(c.metadata["section"], c.page_content) for c in split_document(d, 200, 20)]
     [('Economy', 'GDP grew.')]
     """
@@ -70,10 +71,10 @@ def _document_card(doc: Document) -> Document | None:
     meta = doc.metadata
     if not meta.get("author"):
         return None
-    title = meta.get("title", meta.get("source"))
-    text = f"The author of \u201c{title}\u201d is {meta['author']}"
+    # Phrased the way people ask ("who wrote it?"): the title would only dilute the embedding.
+    text = f"Written by {meta['author']} (author)"
     where = ", ".join(str(meta[k]) for k in ("publication", "published") if meta.get(k))
-    text += f"; it was published in {where}." if where else "."
+    text += f", published in {where}." if where else "."
     card_meta = dict(meta)
     card_meta["section"] = CARD_SECTION
     return Document(page_content=text, metadata=card_meta)
@@ -84,8 +85,9 @@ def _assign_ids(chunks: list[Document]) -> None:
     # changes only the ids of the chunks it touched. Identical passages in one file get a suffix.
     seen: dict[str, int] = {}
     for index, chunk in enumerate(chunks):
+        meta = chunk.metadata
         key = "\x00".join(
-            (str(chunk.metadata.get("source")), chunk.metadata["section"], chunk.page_content)
+            (str(meta.get("source")), str(meta.get("title")), meta["section"], chunk.page_content)
         )
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
         count = seen.get(digest, 0)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 
-class IndexProblem(Exception):
+class IndexProblem(Exception):  # noqa: N818 - the base of the *Error classes below
     """Base class for index problems shown to users as plain messages."""
 
 
@@ -44,7 +44,7 @@ def make_client(settings: Settings) -> ClientAPI:
                 host=settings.chroma_host, port=settings.chroma_port, settings=chroma_settings
             )
             client.heartbeat()
-        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
+        except Exception as exc:
             raise StoreUnavailableError(
                 f"cannot reach the Chroma server at {settings.chroma_host}:{settings.chroma_port}"
                 f" ({type(exc).__name__}); is `chroma run` up?"
@@ -58,13 +58,11 @@ def collection_metadata(model_name: str, dim: int) -> dict[str, Any]:
     return {"hnsw:space": "cosine", "embedding_model": model_name, "embedding_dim": dim}
 
 
-def open_collection(
-    client: ClientAPI, name: str, model_name: str, dim: int, *, create: bool
-) -> Collection:
+def open_collection(client: ClientAPI, name: str, model_name: str, dim: int, *, create: bool) -> Collection:
     """Open (or create) the chunk collection, checking it was built with the same model."""
     try:
         existing = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise StoreUnavailableError(f"the Chroma store cannot be read ({exc})") from exc
     if name not in existing:
         if not create:

@@ -20,9 +20,11 @@ def fake_openai(reply: str, *, delay_s: float = 0.0, status: int = 200) -> Itera
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            state["requests"].append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+            state["requests"].append(
+                {"path": self.path, "body": body, "auth": self.headers.get("Authorization")}
+            )
             if delay_s:
                 time.sleep(delay_s)
             if status != 200:
@@ -40,14 +42,21 @@ def fake_openai(reply: str, *, delay_s: float = 0.0, status: int = 200) -> Itera
                 words = text.split(" ")
                 for i, word in enumerate(words):
                     piece = word if i == 0 else " " + word
-                    chunk = dict(base, choices=[{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+                    chunk = dict(
+                        base, choices=[{"index": 0, "delta": {"content": piece}, "finish_reason": None}]
+                    )
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 end = dict(base, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}])
                 self.wfile.write(f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode())
                 return
             full = {
-                "id": "c1", "object": "chat.completion", "created": 0, "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "id": "c1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": body["model"],
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                ],
                 "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
             }
             payload = json.dumps(full).encode()

@@ -10,6 +10,7 @@ from langchain_core.embeddings import Embeddings
 
 from rag.citations import content_tokens
 
+
 class HashingEmbeddings(Embeddings):
     """Bag-of-words vectors (stop words dropped) hashed into ``dim`` buckets, L2-normalised.
 
@@ -103,4 +104,6 @@ def build_fake_assistant(settings, embeddings=None, answerer=None, **chain_kwarg
     )
     answerer = answerer or ExtractiveAnswerer(embeddings, min_score=0.1)
     chain = build_chain(retriever=retriever, answerer=answerer, settings=settings, **chain_kwargs)
-    return Assistant(chain, status={"documents": index.documents, "chunks": index.chunks, "answerer": answerer.name})
+    return Assistant(
+        chain, status={"documents": index.documents, "chunks": index.chunks, "answerer": answerer.name}
+    )

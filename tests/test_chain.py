@@ -66,26 +66,39 @@ def test_invalid_markers_are_removed_and_valid_ones_kept(settings: Settings) -> 
     assert answer.sentences[1].citations == [] and answer.sentences[1].supported is False
 
 
-def test_unsupported_generated_sentence_is_marked_and_can_be_dropped(settings: Settings, tmp_path: Path) -> None:
+def test_unsupported_generated_sentence_is_marked_and_can_be_dropped(
+    settings: Settings, tmp_path: Path
+) -> None:
     text = "The strategic patience policy has proved to be an immense failure [1]. The moon is cheese [1]."
     answer = build_fake_assistant(settings, answerer=fake_llm(text)).ask("What policy failed?")
     assert [s.supported for s in answer.sentences] == [True, False]
 
-    strict = Settings(_env_file=None, corpus_dir=settings.corpus_dir, data_dir=tmp_path / "d2",  # type: ignore[call-arg]
-                      min_relevance=0.05, drop_unsupported=True)
+    strict = Settings(
+        _env_file=None,
+        corpus_dir=settings.corpus_dir,
+        data_dir=tmp_path / "d2",  # type: ignore[call-arg]
+        min_relevance=0.05,
+        drop_unsupported=True,
+    )
     answer = build_fake_assistant(strict, answerer=fake_llm(text)).ask("What policy failed?")
     assert "cheese" not in answer.answer and "immense failure" in answer.answer
 
 
 def test_no_relevant_passage_means_a_plain_refusal(settings: Settings, tmp_path: Path) -> None:
-    strict = Settings(_env_file=None, corpus_dir=settings.corpus_dir, data_dir=tmp_path / "d3",  # type: ignore[call-arg]
-                      min_relevance=0.9)
+    strict = Settings(
+        _env_file=None,
+        corpus_dir=settings.corpus_dir,
+        data_dir=tmp_path / "d3",  # type: ignore[call-arg]
+        min_relevance=0.9,
+    )
     answer = build_fake_assistant(strict).ask("What is the airspeed of an unladen swallow?")
     assert answer.refused and answer.answer == prompts.refusal() and answer.citations == []
 
 
 def test_answerer_refusal_phrase_cites_nothing(settings: Settings) -> None:
-    answer = build_fake_assistant(settings, answerer=fake_llm(prompts.refusal() + " [1]")).ask("Who won in 2016?")
+    answer = build_fake_assistant(settings, answerer=fake_llm(prompts.refusal() + " [1]")).ask(
+        "Who won in 2016?"
+    )
     assert answer.refused and answer.citations == [] and answer.answer == prompts.refusal()
 
 
@@ -130,11 +143,17 @@ def test_sentence_splitting_and_marker_cleaning() -> None:
 def test_openai_answerer_against_a_fake_server(settings: Settings, tmp_path: Path) -> None:
     reply = "China accounts for 70 percent of North Korea's trade [1]."
     with fake_openai(reply) as server:
-        s = Settings(_env_file=None, corpus_dir=settings.corpus_dir, data_dir=tmp_path / "d4",  # type: ignore[call-arg]
-                     min_relevance=0.05, answerer="openai", openai_base_url=server["url"],
-                     openai_model="tiny", openai_api_key="sk-test")
+        s = Settings(
+            _env_file=None,
+            corpus_dir=settings.corpus_dir,
+            data_dir=tmp_path / "d4",  # type: ignore[call-arg]
+            min_relevance=0.05,
+            answerer="openai",
+            openai_base_url=server["url"],
+            openai_model="tiny",
+            openai_api_key="sk-test",
+        )
         from rag.answerers import build_answerer
-
         from tests.fakes import HashingEmbeddings
 
         emb = HashingEmbeddings()
@@ -157,11 +176,20 @@ def test_openai_backend_down_falls_back_to_extractive(settings: Settings, tmp_pa
     from tests.fakes import HashingEmbeddings
 
     with fake_openai("unused", status=500) as server:
-        s = Settings(_env_file=None, corpus_dir=settings.corpus_dir, data_dir=tmp_path / "d5",  # type: ignore[call-arg]
-                     min_relevance=0.05, answerer="openai", openai_base_url=server["url"])
+        s = Settings(
+            _env_file=None,
+            corpus_dir=settings.corpus_dir,
+            data_dir=tmp_path / "d5",  # type: ignore[call-arg]
+            min_relevance=0.05,
+            answerer="openai",
+            openai_base_url=server["url"],
+        )
         emb = HashingEmbeddings()
         assistant = build_fake_assistant(
-            s, embeddings=emb, answerer=build_answerer(s, emb), fallback=ExtractiveAnswerer(emb, min_score=0.1)
+            s,
+            embeddings=emb,
+            answerer=build_answerer(s, emb),
+            fallback=ExtractiveAnswerer(emb, min_score=0.1),
         )
         answer = assistant.ask("How long is the coastline?")
     assert answer.mode == "extractive" and "2,495 km" in answer.answer

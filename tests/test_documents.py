@@ -37,7 +37,9 @@ def minimal_pdf(text: str) -> bytes:
 def test_loads_every_supported_format(tmp_path: Path) -> None:
     import docx
 
-    (tmp_path / "a.md").write_text('---\ntitle: "Alpha"\nauthor: Ann\nlicense: CC0\n---\n# Alpha\n\nBody text.\n')
+    (tmp_path / "a.md").write_text(
+        '---\ntitle: "Alpha"\nauthor: Ann\nlicense: CC0\n---\n# Alpha\n\nBody text.\n'
+    )
     (tmp_path / "b.txt").write_text("Plain words here.\n")
     (tmp_path / "c.html").write_text(
         "<html><head><title>Gamma</title><script>alert(1)</script></head>"
@@ -135,4 +137,4 @@ def test_front_matter_becomes_a_citable_card() -> None:
     )
     card = split_document(doc, 500, 50)[0]
     assert card.metadata["section"] == CARD_SECTION
-    assert "author of “T” is Daniel DePetris" in card.page_content and "2016" in card.page_content
+    assert "Written by Daniel DePetris" in card.page_content and "2016" in card.page_content

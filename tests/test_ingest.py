@@ -16,7 +16,10 @@ from tests.fakes import HashingEmbeddings
 def stored(settings: Settings) -> dict[str, dict]:
     collection = make_client(settings).get_collection(settings.collection)
     got = collection.get(include=["metadatas", "documents"])
-    return {i: {"meta": m, "text": d} for i, m, d in zip(got["ids"], got["metadatas"], got["documents"], strict=True)}
+    return {
+        i: {"meta": m, "text": d}
+        for i, m, d in zip(got["ids"], got["metadatas"], got["documents"], strict=True)
+    }
 
 
 def test_first_ingest_indexes_everything(settings: Settings, fake_embeddings: HashingEmbeddings) -> None:
@@ -82,7 +85,9 @@ def test_add_change_delete_files(settings: Settings) -> None:
 def test_strays_from_an_interrupted_run_are_removed(settings: Settings) -> None:
     ingest(settings, HashingEmbeddings)
     collection = make_client(settings).get_collection(settings.collection)
-    collection.add(ids=["stray"], embeddings=[[1.0] + [0.0] * 255], documents=["orphan"], metadatas=[{"source": "x"}])
+    collection.add(
+        ids=["stray"], embeddings=[[1.0] + [0.0] * 255], documents=["orphan"], metadatas=[{"source": "x"}]
+    )
     report = ingest(settings, HashingEmbeddings)
     assert report.chunks_removed == 1
     assert "stray" not in stored(settings)
