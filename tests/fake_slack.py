@@ -106,8 +106,11 @@ class FakeSlackAPI:
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_url}
         if method == "conversations.replies":
-            return {"ok": True, "messages": self.threads.get((params["channel"], params["ts"]), []),
-                    "has_more": False}
+            return {
+                "ok": True,
+                "messages": self.threads.get((params["channel"], params["ts"]), []),
+                "has_more": False,
+            }
         return {"ok": True}
 
     def calls_to(self, method: str) -> list[Call]:
@@ -132,7 +135,9 @@ class FakeSlackAPI:
             while not predicate():
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"condition not met within {timeout}s; calls: {[c.method for c in self.calls]}")
+                    raise AssertionError(
+                        f"condition not met within {timeout}s; calls: {[c.method for c in self.calls]}"
+                    )
                 self._cond.wait(left)
 
 
@@ -170,14 +175,16 @@ class FakeSocketMode:
             self.acks.append(json.loads(message))
 
     def send_event(self, envelope_id: str, event_callback: dict[str, Any], retry_attempt: int = 0) -> None:
-        self.envelopes.put({
-            "envelope_id": envelope_id,
-            "type": "events_api",
-            "accepts_response_payload": False,
-            "retry_attempt": retry_attempt,
-            "retry_reason": "timeout" if retry_attempt else "",
-            "payload": event_callback,
-        })
+        self.envelopes.put(
+            {
+                "envelope_id": envelope_id,
+                "type": "events_api",
+                "accepts_response_payload": False,
+                "retry_attempt": retry_attempt,
+                "retry_reason": "timeout" if retry_attempt else "",
+                "payload": event_callback,
+            }
+        )
 
     def start(self) -> FakeSocketMode:
         self._thread.start()
@@ -192,8 +199,11 @@ def sign(secret: str, body: bytes, timestamp: int | None = None) -> dict[str, st
     """Headers Slack puts on an Events API request: timestamp and v0 HMAC-SHA256 signature."""
     ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), b"v0:" + ts.encode() + b":" + body, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": f"v0={digest}",
-            "Content-Type": "application/json"}
+    return {
+        "X-Slack-Request-Timestamp": ts,
+        "X-Slack-Signature": f"v0={digest}",
+        "Content-Type": "application/json",
+    }
 
 
 _event_ids = itertools.count(1)
@@ -220,19 +230,34 @@ def next_ts() -> str:
     return f"{1_700_000_000 + next(_message_ts)}.000100"
 
 
-def mention(text: str, *, channel: str = "C1", user: str = "U1", thread_ts: str | None = None,
-            ts: str | None = None) -> dict[str, Any]:
-    event = {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}", "channel": channel,
-             "ts": ts or next_ts(), "event_ts": "0"}
+def mention(
+    text: str, *, channel: str = "C1", user: str = "U1", thread_ts: str | None = None, ts: str | None = None
+) -> dict[str, Any]:
+    event = {
+        "type": "app_mention",
+        "user": user,
+        "text": f"<@{BOT_USER}> {text}",
+        "channel": channel,
+        "ts": ts or next_ts(),
+        "event_ts": "0",
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event
 
 
-def direct_message(text: str, *, channel: str = "D1", user: str = "U1", thread_ts: str | None = None,
-                   **extra: Any) -> dict[str, Any]:
-    event = {"type": "message", "channel_type": "im", "user": user, "text": text, "channel": channel,
-             "ts": next_ts(), **extra}
+def direct_message(
+    text: str, *, channel: str = "D1", user: str = "U1", thread_ts: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    event = {
+        "type": "message",
+        "channel_type": "im",
+        "user": user,
+        "text": text,
+        "channel": channel,
+        "ts": next_ts(),
+        **extra,
+    }
     if thread_ts:
         event["thread_ts"] = thread_ts
     return event

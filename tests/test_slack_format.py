@@ -23,8 +23,14 @@ from rag.slack_format import (
 ANGLE = re.compile(r"<([^<>]*)>")
 
 
-def passage(n: int, *, url: str | None = "https://example.org/doc", title: str = "Doc", section: str = "Part",
-            text: str = "Some text.") -> Passage:
+def passage(
+    n: int,
+    *,
+    url: str | None = "https://example.org/doc",
+    title: str = "Doc",
+    section: str = "Part",
+    text: str = "Some text.",
+) -> Passage:
     meta = {"source": f"doc{n}.md", "title": title, "section": section}
     if url:
         meta["source_url"] = url
@@ -33,8 +39,14 @@ def passage(n: int, *, url: str | None = "https://example.org/doc", title: str =
 
 def answer(text: str, citations: list[Citation] | None = None, refused: bool = False) -> Answer:
     cites = citations or []
-    return Answer(question="What?", answer=text, refused=refused, citations=cites,
-                  retrieved=[c.passage for c in cites], mode="extractive")
+    return Answer(
+        question="What?",
+        answer=text,
+        refused=refused,
+        citations=cites,
+        retrieved=[c.passage for c in cites],
+        mode="extractive",
+    )
 
 
 def section_texts(blocks: list[dict]) -> list[str]:
@@ -47,8 +59,10 @@ def assert_only_safe_links(mrkdwn: str) -> None:
 
 
 def test_markdown_becomes_mrkdwn_and_keeps_markers() -> None:
-    md = "## Trade\n\nChina accounts for **70 percent** of trade [1][2]. It is *large* ~~small~~.\n\n" \
-         "- first `code`\n- [CIA](https://cia.gov/x) item\n\n1. one\n2. two"
+    md = (
+        "## Trade\n\nChina accounts for **70 percent** of trade [1][2]. It is *large* ~~small~~.\n\n"
+        "- first `code`\n- [CIA](https://cia.gov/x) item\n\n1. one\n2. two"
+    )
     assert markdown_to_mrkdwn(md) == (
         "*Trade*\n\nChina accounts for *70 percent* of trade [1][2]. It is _large_ ~small~.\n\n"
         "• first `code`\n• <https://cia.gov/x|CIA> item\n\n1. one\n2. two"
@@ -56,7 +70,9 @@ def test_markdown_becomes_mrkdwn_and_keeps_markers() -> None:
 
 
 def test_document_text_cannot_mention_or_link() -> None:
-    evil = "Alert <!channel> <!here|here> <@U999> see <http://evil.example|your bank> & [x](javascript:alert(1))"
+    evil = (
+        "Alert <!channel> <!here|here> <@U999> see <http://evil.example|your bank> & [x](javascript:alert(1))"
+    )
     out = markdown_to_mrkdwn(evil)
     assert "&lt;!channel&gt;" in out and "&lt;http://evil.example|your bank&gt;" in out and "&amp;" in out
     assert "<!" not in out and "<@" not in out and "<http" not in out and "<javascript" not in out
@@ -89,7 +105,9 @@ def test_split_text_prefers_paragraphs() -> None:
 
 def test_render_answer_with_sources() -> None:
     cites = [
-        Citation(1, passage(1, title="Factbook: Korea, North", section="Economy > GDP"), "GDP was 40 billion."),
+        Citation(
+            1, passage(1, title="Factbook: Korea, North", section="Economy > GDP"), "GDP was 40 billion."
+        ),
         Citation(2, passage(2, url=None, title="Notes", section=""), "Kimchi is fermented."),
     ]
     (msg,) = render_answer(answer("GDP was 40 billion [1]. Kimchi [2].", cites), feedback_id="f1")
@@ -142,7 +160,9 @@ def test_note_becomes_context() -> None:
 
 
 def test_long_answers_split_within_limits() -> None:
-    long_text = "\n\n".join(f"Paragraph {i}. " + "lorem ipsum dolor " * 60 + f"[{i % 3 + 1}]" for i in range(12))
+    long_text = "\n\n".join(
+        f"Paragraph {i}. " + "lorem ipsum dolor " * 60 + f"[{i % 3 + 1}]" for i in range(12)
+    )
     cites = [Citation(n, passage(n), "q") for n in (1, 2, 3)]
     (msg,) = render_answer(answer(long_text, cites), feedback_id="f")
     sections = section_texts(msg.blocks)
