@@ -52,6 +52,8 @@ RATE_LIMIT_TEXT = (
     "You're asking faster than I can keep up (at most {limit} questions a minute)."
     " Please ask again in {wait:.0f} seconds."
 )
+# Message subtypes a person's question can have: plain, "also send to channel", with a file.
+QUESTION_SUBTYPES = (None, "thread_broadcast", "file_share")
 HISTORY_PAGES = 5  # conversations.replies pages (200 messages each) read for a thread's history
 
 
@@ -211,7 +213,7 @@ class SlackBot:
 
     def handle(self, event: dict[str, Any], body: dict[str, Any], client: WebClient, context: Any) -> None:
         """Answer one message in its thread, unless it is a bot's, an edit, or already seen."""
-        if event.get("bot_id") or event.get("subtype") or not event.get("user"):
+        if event.get("bot_id") or event.get("subtype") not in QUESTION_SUBTYPES or not event.get("user"):
             return  # other bots, bot_message, message_changed/deleted, joins...: not questions
         if event.get("user") == getattr(context, "bot_user_id", None):
             return
@@ -269,7 +271,7 @@ class SlackBot:
                 # Only answers (they carry the feedback buttons), not notices such as errors.
                 if any(b.get("block_id") == FEEDBACK_BLOCK_ID for b in m.get("blocks") or []):
                     turns.append({"role": "assistant", "content": slack_to_plain(m.get("text") or "")})
-            elif not m.get("bot_id") and not m.get("subtype"):
+            elif not m.get("bot_id") and m.get("subtype") in QUESTION_SUBTYPES:
                 turns.append({"role": "user", "content": slack_to_plain(m.get("text") or "", bot_user)})
         return [t for t in turns if t["content"]]
 

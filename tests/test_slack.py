@@ -266,6 +266,12 @@ def test_direct_message_is_answered_in_a_thread(bot: Bot) -> None:
     assert "<https://example.org/factbook|Factbook: Korea, North>" in blocks_text(reply)
 
 
+def test_direct_message_with_a_file_is_answered(bot: Bot) -> None:
+    event = direct_message("What is North Korea's GDP?", subtype="file_share", files=[{"id": "F1"}])
+    reply = bot.ask_and_wait(event)
+    assert "40 billion" in blocks_text(reply)
+
+
 def test_follow_up_in_a_thread_uses_the_thread_as_history(bot: Bot) -> None:
     parent = mention(QUESTION)
     first = bot.ask_and_wait(parent)
