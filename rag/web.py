@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,9 +39,9 @@ log = logging.getLogger(__name__)
 # Questions from the bundled corpus's topics, shown on the empty chat.
 EXAMPLES = (
     "What policy does the author call an immense failure?",
-    "How big a share of North Korea's trade does China account for?",
+    "How long is North Korea's coastline?",
     "What does the Nuclear Suppliers Group do?",
-    "When did the Korean War armistice get signed?",
+    "How big a share of North Korea's trade does China account for?",
 )
 
 TITLE = "Ask the documents"
@@ -118,7 +118,6 @@ class WebChat:
     limiter: RateLimiter | None = None
     feedback_path: Path | None = None
     examples: Sequence[str] = EXAMPLES
-    _status: str = field(init=False, default="")
 
     def __post_init__(self) -> None:
         if self.limiter is None:
@@ -306,7 +305,8 @@ def build_ui(
 
     def show(view: View) -> tuple[Any, ...]:
         box = gr.Textbox(value=view.box, interactive=not view.busy)
-        return box, view.messages, view.turns, view.sources, view.notice
+        send = gr.Button(interactive=not view.busy)
+        return box, send, view.messages, view.turns, view.sources, view.notice
 
     def respond(question: str, turns: list[dict[str, Any]], request: gr.Request) -> Iterator[tuple[Any, ...]]:
         for view in chat.respond(question, turns or [], user_key(request)):
@@ -376,7 +376,7 @@ def build_ui(
                 gr.Markdown("### Sources")
                 sources = gr.HTML(sources_html([]), elem_id="sources")
 
-        outputs = [box, chatbot, turns, sources, notice]
+        outputs = [box, send, chatbot, turns, sources, notice]
         answer_events = {"concurrency_id": "answer", "api_visibility": "private"}
         box.submit(respond, [box, turns], outputs, **answer_events)  # type: ignore[arg-type]
         send.click(respond, [box, turns], outputs, **answer_events)  # type: ignore[arg-type]

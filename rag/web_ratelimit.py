@@ -34,6 +34,8 @@ class RateLimiter:
             return True
         now = self.clock()
         with self._lock:
+            if len(self._calls) > 10_000:  # forget users idle for a window, so memory stays bounded
+                self._calls = {k: v for k, v in self._calls.items() if v and v[-1] > now - self.window_s}
             calls = self._calls.setdefault(key, deque())
             while calls and calls[0] <= now - self.window_s:
                 calls.popleft()

@@ -25,11 +25,14 @@ from rag.citations import MARKER
 # CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it means no
 # document text can form a link, an HTML tag, an emphasis, a list or (with `$`) a formula.
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~&$:\"'=/])")
+# Answers keep the documents' **bold** and *italics*: emphasis cannot link, embed or run anything.
+_MD_SPECIAL_BUT_EMPHASIS = re.compile(r"([\\`{}\[\]()<>#+\-.!|~&$:\"'=/])")
 
 
-def escape_markdown(text: str) -> str:
+def escape_markdown(text: str, *, keep_emphasis: bool = False) -> str:
     """Make ``text`` render literally in Markdown (and so never as HTML)."""
-    return _MD_SPECIAL.sub(r"\\\1", text)
+    pattern = _MD_SPECIAL_BUT_EMPHASIS if keep_emphasis else _MD_SPECIAL
+    return pattern.sub(r"\\\1", text)
 
 
 def source_id(turn: int, n: int) -> str:
@@ -46,11 +49,11 @@ def answer_markdown(text: str, turn: int, note: str | None = None) -> str:
     out: list[str] = []
     last = 0
     for match in MARKER.finditer(text):
-        out.append(escape_markdown(text[last : match.start()]))
+        out.append(escape_markdown(text[last : match.start()], keep_emphasis=True))
         numbers = [int(part) for part in match.group(1).split(",")]
         out.append(" " + "".join(f"[\\[{n}\\]](#{source_id(turn, n)})" for n in numbers))
         last = match.end()
-    out.append(escape_markdown(text[last:]))
+    out.append(escape_markdown(text[last:], keep_emphasis=True))
     body = "".join(out).strip()
     if note:
         body += f"\n\n*Note: {escape_markdown(note)}*"

@@ -65,6 +65,14 @@ def test_answer_markdown_links_each_marker_to_its_passage() -> None:
     assert out.endswith("*Note: backend down*")
 
 
+def test_answers_keep_emphasis_but_no_other_markup() -> None:
+    out = answer_markdown(
+        f"The **Nuclear Suppliers Group** (*NSG*) {EVIL} [x](javascript:alert(1)). [1]", turn=0
+    )
+    assert "**Nuclear Suppliers Group**" in out and "\\(*NSG*\\)" in out
+    assert [c for c in unescaped_markup(out.split(" [\\[1")[0]) if c not in "*"] == []
+
+
 def test_highlight_marks_the_quote_and_escapes_everything() -> None:
     text = f"Intro {EVIL}. The  policy\nfailed badly. Outro {EVIL_IMG}."
     out = highlight(text, "The policy failed badly.")
@@ -129,6 +137,15 @@ def test_rate_limiter_window_per_key() -> None:
     now[0] += 30
     assert limiter.allow("a") and limiter.retry_after("b") == 0.0
     assert all(RateLimiter(0).allow("x") for _ in range(100))
+
+
+def test_rate_limiter_forgets_idle_users() -> None:
+    now = [0.0]
+    limiter = RateLimiter(1, clock=lambda: now[0])
+    for i in range(10_001):
+        limiter.allow(f"user{i}")
+    now[0] = 61.0
+    assert limiter.allow("late") and len(limiter._calls) == 1
 
 
 # -- asking -----------------------------------------------------------------------------------
