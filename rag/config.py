@@ -49,12 +49,17 @@ class Settings(BaseSettings):
     # Splitting (characters). Chosen by the retrieval eval, see evals/README.md.
     chunk_size: int = Field(800, ge=100, le=8000)
     chunk_overlap: int = Field(100, ge=0, le=2000)
+    # What is prepended to a passage before embedding it (BM25 always sees title and section).
+    embed_context: Literal["full", "section", "none"] = "full"
 
     # Retrieval.
     top_k: int = Field(5, ge=1, le=50)
     fetch_k: int = Field(20, ge=1, le=200)
     hybrid: bool = True
     rrf_k: int = Field(60, ge=1)
+    # At most this many of the top_k passages from one file (0: no cap), so a long document
+    # cannot crowd out the second source a question needs.
+    max_per_source: int = Field(0, ge=0, le=50)
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
     condense: bool = True

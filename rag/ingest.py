@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 1
 # Bump when splitting changes in a way that must re-chunk every file.
-SPLITTER_VERSION = 6
+SPLITTER_VERSION = 7
 FLUSH_CHUNKS = 256
 
 
@@ -71,7 +71,7 @@ class IngestReport:
 class Manifest:
     model: str = ""
     dim: int = 0
-    splitter: dict[str, int] = field(default_factory=dict)
+    splitter: dict[str, int | str] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -143,10 +143,11 @@ def index_status(settings: Settings) -> str | None:
     return None
 
 
-def _splitter_params(settings: Settings) -> dict[str, int]:
+def _splitter_params(settings: Settings) -> dict[str, int | str]:
     return {
         "chunk_size": settings.chunk_size,
         "chunk_overlap": settings.chunk_overlap,
+        "embed_context": settings.embed_context,
         "version": SPLITTER_VERSION,
     }
 
@@ -196,7 +197,10 @@ def ingest(
         report.files_unchanged = len(files) - len(changed)
         docs, report.errors = load_files(changed)
 
-        chunked = [(doc, split_document(doc, settings.chunk_size, settings.chunk_overlap)) for doc in docs]
+        chunked = [
+            (doc, split_document(doc, settings.chunk_size, settings.chunk_overlap, settings.embed_context))
+            for doc in docs
+        ]
         total = sum(len(chunks) for _, chunks in chunked)
         done = 0
         for group in _groups(chunked, FLUSH_CHUNKS):
@@ -257,7 +261,8 @@ def _flush(
             metadatas=[_chroma_metadata(c.metadata) for c in kept],  # type: ignore[misc]
         )
     chunks = [c for c in chunks if c.metadata["chunk_id"] not in stored]
-    vectors = embeddings.embed_documents([embed_text(c) for c in chunks]) if chunks else []
+    texts = [embed_text(c, settings.embed_context) for c in chunks]
+    vectors = embeddings.embed_documents(texts) if chunks else []
     ids = [c.metadata["chunk_id"] for c in chunks]
     metadatas = [_chroma_metadata(c.metadata) for c in chunks]
     batch = 5000  # below Chroma's max batch size
@@ -286,6 +291,7 @@ def _flush(
 
 def _chroma_metadata(meta: dict[str, Any]) -> dict[str, str | int]:
     keep = (
+        "publication",
         "source",
         "file_name",
         "title",

@@ -12,6 +12,7 @@ import json
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -20,18 +21,30 @@ import numpy as np
 IDS_FILE = "ids.json"
 
 
+# Part of the fingerprint: bump it when tokenisation changes, so saved indexes are rebuilt.
+TOKENIZER_VERSION = "stem-en-1"
+
+
 def fingerprint(ids: Iterable[str]) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(TOKENIZER_VERSION.encode())
     for chunk_id in sorted(ids):
         digest.update(chunk_id.encode())
         digest.update(b"\n")
     return digest.hexdigest()
 
 
+@cache
+def _stemmer() -> Any:
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
 def _tokenize(texts: list[str]) -> Any:
     import bm25s
 
-    return bm25s.tokenize(texts, stopwords="en", show_progress=False)
+    # Stemming lets "negotiations" find "negotiate"; the same stemmer runs on queries.
+    return bm25s.tokenize(texts, stopwords="en", stemmer=_stemmer().stemWords, show_progress=False)
 
 
 @dataclass

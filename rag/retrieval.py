@@ -78,6 +78,24 @@ def mmr_order(query: np.ndarray, vectors: np.ndarray, relevance: np.ndarray, k: 
     return chosen
 
 
+def diversify(passages: list[Passage], k: int, per_source: int) -> list[Passage]:
+    """Keep rank order but take at most ``per_source`` passages per file into the first ``k``;
+    the passages set aside fill any places left.
+    """
+    picked: list[Passage] = []
+    spare: list[Passage] = []
+    counts: dict[str, int] = {}
+    for p in passages:
+        if counts.get(p.source, 0) < per_source:
+            picked.append(p)
+            counts[p.source] = counts.get(p.source, 0) + 1
+        else:
+            spare.append(p)
+        if len(picked) == k:
+            break
+    return picked + spare[: k - len(picked)] + [p for p in passages if p not in picked and p not in spare]
+
+
 class HybridRetriever:
     """Finds the ``top_k`` passages for a query.
 
@@ -146,6 +164,8 @@ class HybridRetriever:
             passage = found[chunk_id]
             passage.fused = score
             ordered.append(passage)
+        if s.max_per_source:
+            ordered = diversify(ordered, k, s.max_per_source)
         if s.mmr and len(ordered) > k:
             vectors = np.stack([p.vector for p in ordered])
             relevance = np.array([p.similarity for p in ordered])
@@ -154,7 +174,8 @@ class HybridRetriever:
         return ordered[:k]
 
     def _ids_of(self, sources: Sequence[str]) -> set[str]:
-        got = self.collection.get(where={"source": {"$in": list(sources)}}, include=[])
+        where: Any = {"source": {"$in": list(sources)}}
+        got = self.collection.get(where=where, include=[])
         return set(got["ids"])
 
     @staticmethod

@@ -18,7 +18,9 @@ HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
 CARD_SECTION = "About this document"
 
 
-def split_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[Document]:
+def split_document(
+    doc: Document, chunk_size: int, chunk_overlap: int, embed_context: str = "full"
+) -> list[Document]:
     """Split one loaded document into chunks with ``section``, ``chunk_id`` and ``embed_text``.
 
     >>> text = "# T\\n\\n## Economy\\n\\nGDP grew."
@@ -51,7 +53,7 @@ def split_document(doc: Document, chunk_size: int, chunk_overlap: int) -> list[D
             meta = dict(doc.metadata)
             meta["section"] = section
             chunks.append(Document(page_content=text, metadata=meta))
-    _assign_ids(chunks)
+    _assign_ids(chunks, embed_context)
     return chunks
 
 
@@ -60,9 +62,23 @@ def _same_title(heading: str, title: str) -> bool:
     return bool(a) and (a in b or b in a or SequenceMatcher(None, a, b).ratio() > 0.6)
 
 
-def embed_text(chunk: Document) -> str:
-    """The text that is embedded and searched for a chunk: title, section path, passage."""
-    head = " > ".join(p for p in (chunk.metadata.get("title"), chunk.metadata.get("section")) if p)
+def embed_text(chunk: Document, context: str = "full") -> str:
+    """The text embedded and searched for a chunk: title (and byline), section path, passage.
+
+    ``context`` picks the prefix: "full" (title, byline, section path), "section" (section path
+    only) or "none" (the passage alone); the retrieval eval compares them.
+
+    The author and publication let "what does DePetris say..." or "according to the article..."
+    find an opinion piece whose passages never name it.
+    """
+    meta = chunk.metadata
+    if context == "none":
+        return chunk.page_content
+    title = str(meta.get("title") or "") if context == "full" else ""
+    byline = ", ".join(str(meta[k]) for k in ("author", "publication") if meta.get(k))
+    if byline and context == "full":
+        title = f"{title} ({byline})" if title else byline
+    head = " > ".join(p for p in (title, meta.get("section")) if p)
     return f"{head}\n{chunk.page_content}" if head else chunk.page_content
 
 
@@ -80,15 +96,13 @@ def _document_card(doc: Document) -> Document | None:
     return Document(page_content=text, metadata=card_meta)
 
 
-def _assign_ids(chunks: list[Document]) -> None:
+def _assign_ids(chunks: list[Document], embed_context: str) -> None:
     # Ids come from content, so re-ingesting an unchanged file yields the same ids and an edit
     # changes only the ids of the chunks it touched. Identical passages in one file get a suffix.
     seen: dict[str, int] = {}
     for index, chunk in enumerate(chunks):
-        meta = chunk.metadata
-        key = "\x00".join(
-            (str(meta.get("source")), str(meta.get("title")), meta["section"], chunk.page_content)
-        )
+        # Everything that is embedded is in the key, so equal ids always mean equal vectors.
+        key = "\x00".join((str(chunk.metadata.get("source")), embed_text(chunk, embed_context)))
         digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
         count = seen.get(digest, 0)
         seen[digest] = count + 1
