@@ -179,7 +179,13 @@ def answer_messages(
         for p in passages[:max_passages]
     ]
     messages: list[Message] = [
-        {"role": "system", "content": prompts.load("answer_system").format(refusal=prompts.refusal())}
+        {"role": "system", "content": prompts.load("answer_system").format(refusal=prompts.refusal())},
+        # Worked examples (an answer, a refusal) teach small models the format better than rules
+        # do; being fixed, they are part of the cached prefix and cost nothing per question.
+        {"role": "user", "content": prompts.load("answer_example_user")},
+        {"role": "assistant", "content": prompts.load("answer_example_assistant")},
+        {"role": "user", "content": prompts.load("answer_example2_user")},
+        {"role": "assistant", "content": prompts.refusal()},
     ]
     for turn in list(history)[-HISTORY_TURNS:] if HISTORY_TURNS else []:
         # Old [n] markers pointed at other passages: they would only mislead the model.
@@ -337,7 +343,12 @@ def llamacpp_verifier(settings: Settings, model: LocalModel | None = None) -> Ve
                 numbers = [context.shown.index(p.chunk_id) + 1 for p in passages]
                 reply = local.chat(followup_judge_messages(context, claim, numbers), max_tokens=3)
                 return parse_verdict(reply)
-            return judge(local, claim, [p.text for p in passages])
+            # The heading says whose facts these are ("Coastline: 2,495 km" of which country?).
+            return judge(
+                local,
+                claim,
+                [f"({' > '.join(x for x in (p.title, p.section) if x)})\n{p.text}" for p in passages],
+            )
         except Exception:  # noqa: BLE001 - an unverifiable sentence is reported as unsupported
             return None
 

@@ -109,8 +109,11 @@ def test_prompt_puts_the_fixed_system_prompt_first_and_numbers_trimmed_passages(
     msgs = answer_messages("How long is the coastline?", passages, history, max_passages=3, passage_chars=200)
     system = prompts.load("answer_system").format(refusal=prompts.refusal())
     assert msgs[0] == {"role": "system", "content": system}
+    # Then the fixed worked examples: an answer with markers, and a refusal.
+    assert [m["role"] for m in msgs[1:5]] == ["user", "assistant", "user", "assistant"]
+    assert msgs[2]["content"].endswith("[1].") and msgs[4]["content"] == prompts.refusal()
     # Old markers are stripped from history: they pointed at other passages.
-    assert msgs[1:3] == [
+    assert msgs[5:7] == [
         {"role": "user", "content": "Tell me about Korea"},
         {"role": "assistant", "content": "Korea is a peninsula."},
     ]
@@ -119,7 +122,8 @@ def test_prompt_puts_the_fixed_system_prompt_first_and_numbers_trimmed_passages(
     assert "The coastline is 2,495 km long." in user and "number 0 about" not in user
     assert "[2] (Doc > Sec)\nKimchi is food." in user
     assert "[4]" not in user and "Dropped" not in user
-    assert user.rstrip().endswith("Question: How long is the coastline?\nAnswer (with [n] citations):")
+    expected_end = prompts.load("answer_user").split("{question}", 1)[1]
+    assert user.endswith("Question: How long is the coastline?" + expected_end)
     # The same system prompt whatever the question: llama.cpp reuses its cached prefix.
     other = answer_messages("Something else?", passages[1:], [])
     assert other[0] == msgs[0]
@@ -210,7 +214,7 @@ def test_verifier_judges_unseen_passages_in_a_fresh_prompt() -> None:
     assert verify("Pyongyang is the North Korean seat of government [5].", [unseen]) is True
     assert verify("Pyongyang is the capital city of Japan [5].", [unseen]) is False
     assert [c[0]["content"] == JUDGE for c in llm.calls] == [False, True, True]
-    assert "Passage:\nPyongyang is the capital of North Korea." in llm.calls[1][1]["content"]
+    assert "Passage:\n(Doc > Sec)\nPyongyang is the capital of North Korea." in llm.calls[1][1]["content"]
 
 
 def test_chain_drops_unsupported_sentences_when_asked(tmp_path: Any) -> None:
