@@ -42,6 +42,7 @@ index: install
 lint: install-dev
 	$(BIN)/ruff check rag tests evals bench app.py
 	$(BIN)/mypy rag
+	$(BIN)/hadolint Dockerfile
 
 unit: install-dev
 	$(BIN)/python -m pytest -m "not integration"
