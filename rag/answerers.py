@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
 
-Turn = dict[str, str]  # {"role": "user" | "assistant", "content": ...}
+# {"role": "user" | "assistant", "content": ..., optional "sources": [file names cited]}
+Turn = dict[str, Any]
 
 
 class AnswererError(Exception):

@@ -199,11 +199,15 @@ def build_chain(
         state = dict(inputs)
         state["t0"] = time.perf_counter()
         state["question"] = check_question(inputs.get("question", ""), settings.max_question_chars)
-        history = [
-            {"role": str(t.get("role", "")), "content": str(t.get("content", ""))}
-            for t in (inputs.get("history") or [])
-            if isinstance(t, dict) and t.get("role") in ("user", "assistant") and t.get("content")
-        ]
+        history = []
+        for t in inputs.get("history") or []:
+            if isinstance(t, dict) and t.get("role") in ("user", "assistant") and t.get("content"):
+                turn: dict[str, Any] = {"role": str(t["role"]), "content": str(t["content"])}
+                if t["role"] == "assistant" and isinstance(t.get("sources"), list):
+                    # Front ends that know which files an answer cited pass them on, so a
+                    # follow-up can search those documents first.
+                    turn["sources"] = [str(x) for x in t["sources"]]
+                history.append(turn)
         state["history"] = history[-2 * settings.max_history_turns :] if settings.max_history_turns else []
         standalone = state["question"]
         if settings.condense and state["history"]:
@@ -218,7 +222,10 @@ def build_chain(
         if previous and state["standalone"] != state["question"]:
             # A follow-up ("Who wrote it?") is mostly about the documents the conversation was
             # about: search the question as asked inside them too, and fuse the two rankings.
-            topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1], k=3)))[:2]
+            cited = [t.get("sources") for t in state["history"] if t["role"] == "assistant"]
+            topic = list(cited[-1] or []) if cited and cited[-1] else []
+            if not topic:
+                topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1], k=3)))[:2]
             focused = retriever.retrieve(state["question"], sources=topic)
             by_id = {p.chunk_id: p for p in passages + focused}
             fused = reciprocal_rank_fusion(

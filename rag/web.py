@@ -251,14 +251,19 @@ class WebChat:
         )
 
 
-def conversation(turns: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """The history the chain reads: answered turns as user/assistant messages."""
-    history: list[dict[str, str]] = []
+def conversation(turns: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history the chain reads: answered turns as user/assistant messages, each answer with
+    the files it cited (so a follow-up searches those documents first).
+    """
+    history: list[dict[str, Any]] = []
     for turn in turns:
         answer = turn.get("answer")
         if answer:
+            sources = list(dict.fromkeys(str(c.get("source")) for c in answer.get("citations") or []))
             history.append({"role": "user", "content": str(turn["question"])})
-            history.append({"role": "assistant", "content": str(answer.get("answer", ""))})
+            history.append(
+                {"role": "assistant", "content": str(answer.get("answer", "")), "sources": sources}
+            )
     return history
 
 

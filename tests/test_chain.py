@@ -194,3 +194,13 @@ def test_openai_backend_down_falls_back_to_extractive(settings: Settings, tmp_pa
         answer = assistant.ask("How long is the coastline?")
     assert answer.mode == "extractive" and "2,495 km" in answer.answer
     assert answer.note and "openai answer backend failed" in answer.note
+
+
+def test_followup_searches_the_documents_the_last_answer_cited(settings: Settings) -> None:
+    history = [
+        {"role": "user", "content": "Tell me about kimchi"},
+        {"role": "assistant", "content": "It is fermented [1].", "sources": ["article.md"]},
+    ]
+    answer = build_fake_assistant(settings).ask("Who is the author?", history)
+    # The previous question alone points at notes.txt; the cited file wins for the follow-up.
+    assert "Jane Writer" in answer.answer

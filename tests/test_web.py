@@ -178,10 +178,13 @@ def test_followup_uses_the_history(chat: WebChat) -> None:
 
 def test_conversation_skips_failed_turns() -> None:
     turns = [
-        {"question": "q1", "answer": {"answer": "a1"}},
+        {"question": "q1", "answer": {"answer": "a1", "citations": [{"source": "x.md"}, {"source": "x.md"}]}},
         {"question": "q2", "answer": None, "error": "down"},
     ]
-    assert conversation(turns) == [{"role": "user", "content": "q1"}, {"role": "assistant", "content": "a1"}]
+    assert conversation(turns) == [
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1", "sources": ["x.md"]},
+    ]
 
 
 @pytest.mark.parametrize(
