@@ -52,9 +52,13 @@ def config() -> None:
 
 @app.command()
 def ingest(
-    path: Annotated[Path | None, typer.Argument(help="Folder of documents (default: RAG_CORPUS_DIR).")] = None,
+    path: Annotated[
+        Path | None, typer.Argument(help="Folder of documents (default: RAG_CORPUS_DIR).")
+    ] = None,
     rebuild: Annotated[bool, typer.Option("--rebuild", help="Drop the index and build it anew.")] = False,
-    if_stale: Annotated[bool, typer.Option("--if-stale", help="Do nothing when the index is current.")] = False,
+    if_stale: Annotated[
+        bool, typer.Option("--if-stale", help="Do nothing when the index is current.")
+    ] = False,
 ) -> None:
     """Index a folder: new and changed files are embedded, deleted ones removed."""
     offline_env()
@@ -72,9 +76,11 @@ def ingest(
                 typer.echo(f"index is up to date ({settings.data_dir})")
                 return
             typer.echo(f"index {reason}: updating")
-        report = _run_with_progress(lambda progress: run_ingest(
-            settings, lambda: build_embeddings(settings), rebuild=rebuild, progress=progress
-        ))
+        report = _run_with_progress(
+            lambda progress: run_ingest(
+                settings, lambda: build_embeddings(settings), rebuild=rebuild, progress=progress
+            )
+        )
     except (CorpusError, IngestBusyError, IndexProblem) as exc:
         raise fail(str(exc)) from None
     typer.echo(report.summary())
@@ -84,8 +90,12 @@ def _run_with_progress(run: Any) -> Any:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(
-        TextColumn("embedding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        transient=True, disable=not sys.stderr.isatty(),
+        TextColumn("embedding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
     ) as bar:
         task = bar.add_task("embed", total=None)
         return run(lambda done, total: bar.update(task, completed=done, total=total))
@@ -153,7 +163,11 @@ def _ask_jsonl(assistant: Any, path: Path) -> None:
             item = json.loads(line)
             out = assistant.ask(item["question"], item.get("history") or []).to_dict()
         except (ValueError, KeyError, TypeError) as exc:
-            reason = str(exc) if isinstance(exc, QuestionError) else f"line {number} is not a question object ({exc})"
+            reason = (
+                str(exc)
+                if isinstance(exc, QuestionError)
+                else f"line {number} is not a question object ({exc})"
+            )
             out = {"question": None, "error": reason, "line": number}
         typer.echo(json.dumps(out, ensure_ascii=False))
 
@@ -174,8 +188,10 @@ def eval_(
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("evals/out"),
     answerer: Annotated[
         list[str] | None,
-        typer.Option(help="Answerer(s): extractive, openai, llamacpp, llamacpp-0.5b, llamacpp-1.5b."
-                     " Default: every available one (with --gate: those the thresholds name)."),
+        typer.Option(
+            help="Answerer(s): extractive, openai, llamacpp, llamacpp-0.5b, llamacpp-1.5b."
+            " Default: every available one (with --gate: those the thresholds name)."
+        ),
     ] = None,
     compare: Annotated[Path | None, typer.Option(help="Earlier report folder to compare with.")] = None,
     gate: Annotated[Path | None, typer.Option(help="Thresholds file: fail when a metric is below.")] = None,
@@ -191,9 +207,19 @@ def eval_(
     offline_env()
     from rag.evaluation import run_cli
 
-    raise typer.Exit(run_cli(load_settings(), questions=questions, out=out, answerers=answerer or [],
-                             compare=compare, gate=gate, limit=limit, retrieval_only=retrieval_only,
-                             judge=judge))
+    raise typer.Exit(
+        run_cli(
+            load_settings(),
+            questions=questions,
+            out=out,
+            answerers=answerer or [],
+            compare=compare,
+            gate=gate,
+            limit=limit,
+            retrieval_only=retrieval_only,
+            judge=judge,
+        )
+    )
 
 
 @app.command()
