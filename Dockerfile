@@ -37,7 +37,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     TRANSFORMERS_OFFLINE=1 \
     GRADIO_ANALYTICS_ENABLED=False \
     ANONYMIZED_TELEMETRY=False
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/app app
+# /data and /chroma: mount points for compose.yaml's volumes, writable by the app user.
+RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/app app \
+    && mkdir -p /data /chroma && chown app:app /data /chroma
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build --chown=app:app /app/corpus corpus
