@@ -14,6 +14,7 @@ import numpy as np
 
 from rag.config import Settings
 from rag.lexical import LexicalIndex
+from rag.store import StoreUnavailableError
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
@@ -119,7 +120,25 @@ class HybridRetriever:
     def retrieve(
         self, query: str, k: int | None = None, sources: Sequence[str] | None = None
     ) -> list[Passage]:
-        """The best ``k`` passages (default ``top_k``), only from ``sources`` files when given."""
+        """The best ``k`` passages (default ``top_k``), only from ``sources`` files when given.
+
+        Raises ``StoreUnavailableError`` (a plain message for users) when the Chroma server
+        cannot be reached; the next call tries again, so the app recovers once it is back.
+        """
+        try:
+            return self._retrieve(query, k, sources)
+        except Exception as exc:
+            import httpx  # the HTTP client's errors; chromadb depends on httpx
+
+            if isinstance(exc, httpx.TransportError):
+                s = self.settings
+                raise StoreUnavailableError(
+                    f"the Chroma server at {s.chroma_host}:{s.chroma_port} is not reachable"
+                    f" ({type(exc).__name__}); please try again when it is back"
+                ) from exc
+            raise
+
+    def _retrieve(self, query: str, k: int | None, sources: Sequence[str] | None) -> list[Passage]:
         s = self.settings
         k = k or s.top_k
         fetch_k = max(s.fetch_k, k)

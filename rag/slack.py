@@ -36,6 +36,7 @@ from rag.slack_format import (
     render_answer,
     slack_to_plain,
 )
+from rag.store import IndexProblem
 
 if TYPE_CHECKING:
     import uvicorn
@@ -241,6 +242,9 @@ class SlackBot:
                 self._post(client, channel, thread_ts, message)
         except QuestionError as exc:
             self._post_safely(client, channel, thread_ts, str(exc))
+        except IndexProblem as exc:  # e.g. the Chroma server is down: say so, keep serving
+            log.warning("answering %s in %s failed: %s", ts, channel, exc)
+            self._post_safely(client, channel, thread_ts, f"The document index is not available: {exc}")
         except Exception:
             log.exception("answering %s in %s failed", ts, channel)
             self._post_safely(client, channel, thread_ts, ERROR_TEXT)

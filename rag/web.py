@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rag.chain import Answer, AnswererError, Assistant, Delta, QuestionError, check_question
 from rag.config import Settings
 from rag.feedback import record_feedback
+from rag.store import IndexProblem
 from rag.web_ratelimit import RateLimiter
 from rag.web_render import answer_markdown, escape_markdown, sources_html, status_line
 
@@ -174,6 +175,8 @@ class WebChat:
             return
         except AnswererError as exc:
             turn["error"] = f"The answer backend is not available: {exc}"
+        except IndexProblem as exc:  # e.g. the Chroma server is down: say so, keep serving
+            turn["error"] = f"The document index is not available: {exc}"
         except Exception:
             log.exception("answering %r failed", cleaned)
             turn["error"] = "Something went wrong while answering; the error was logged. Please try again."
@@ -195,6 +198,8 @@ class WebChat:
             return self.assistant.ask(cleaned, list(history or [])).to_dict()
         except AnswererError as exc:
             raise ChatError(f"The answer backend is not available: {exc}") from None
+        except IndexProblem as exc:
+            raise ChatError(f"The document index is not available: {exc}") from None
 
     # -- feedback and reset ----------------------------------------------------------------
 
