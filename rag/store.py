@@ -51,7 +51,13 @@ def make_client(settings: Settings) -> ClientAPI:
             ) from exc
         return client
     settings.chroma_dir.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    try:
+        return chromadb.PersistentClient(path=str(settings.chroma_dir), settings=chroma_settings)
+    except Exception as exc:  # a damaged chroma.sqlite3 ("file is not a database"), a bad folder
+        raise StoreUnavailableError(
+            f"the index in {settings.chroma_dir} cannot be opened ({exc}); move that folder away"
+            " and run `rag ingest --rebuild`"
+        ) from exc
 
 
 def collection_metadata(model_name: str, dim: int) -> dict[str, Any]:
