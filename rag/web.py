@@ -212,7 +212,7 @@ class WebChat:
     ) -> str:
         """Record a thumbs up/down on the answer at chat message ``index``; returns the notice."""
         position = index[0] if isinstance(index, (list, tuple)) else index
-        if not isinstance(position, int) or position % 2 != 1 or position // 2 >= len(turns):
+        if not isinstance(position, int) or position < 0 or position % 2 != 1 or position // 2 >= len(turns):
             return "Only answers can be rated."
         turn = turns[position // 2]
         answer = turn.get("answer")
