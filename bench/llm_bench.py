@@ -111,6 +111,7 @@ def main() -> int:
     }
     rows = [golden[i] for i in QUESTION_IDS[: args.questions]]
 
+    load_start = os.getloadavg()[0]
     t_build = time.perf_counter()
     assistant = build_assistant(settings, embeddings)
     build_s = time.perf_counter() - t_build
@@ -149,6 +150,8 @@ def main() -> int:
         f" max_tokens={settings.llm_max_tokens}",
         f"- Questions: {len(results)} from evals/golden.jsonl ({', '.join(r['id'] for r in results)}),"
         " through `Assistant.stream` (retrieval + generation + per-sentence verification).",
+        f"- Load average (1 min) at start / end: {load_start:.1f} / {os.getloadavg()[0]:.1f} on"
+        f" {os.cpu_count()} cores: other jobs on the machine slow llama.cpp's threads a lot.",
         f"- Assistant build (model hash check via stamp): {build_s:.2f} s; warm-up question (loads the"
         f" model): first token {warm['first_token_s']:.2f} s, total {warm['total_s']:.2f} s.",
         "",
