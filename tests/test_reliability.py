@@ -320,7 +320,7 @@ def test_chroma_server_down_at_start_and_per_request_then_recovers(tmp_path: Pat
         assert assistant is not None, problem
         chat = WebChat(assistant, settings)
         bot = SlackBot(assistant=assistant, settings=settings)
-        assert "1808" in chat.ask_api(question, [])["answer"]
+        assert "1802" in chat.ask_api(question, [])["answer"]
 
     # Down per request: a clear message in every front end, and the process keeps serving.
     with pytest.raises(StoreUnavailableError, match="not reachable"):
@@ -333,11 +333,11 @@ def test_chroma_server_down_at_start_and_per_request_then_recovers(tmp_path: Pat
 
     # Back: the same objects answer again.
     with chroma_server(tmp_path / "chroma", port):
-        assert "1808" in chat.ask_api(question, [])["answer"]
+        assert "1802" in chat.ask_api(question, [])["answer"]
         view = list(chat.respond(question, []))[-1]
         assert view.turns[-1]["answer"] and not view.turns[-1]["error"]
         bot.handle(slack_event(question, "1.1"), {"event_id": "E2"}, client, context)  # type: ignore[arg-type]
-        assert "1808" in client.posted[-1]["text"]
+        assert "1802" in client.posted[-1]["text"]
         check_index_complete(settings)
 
 
