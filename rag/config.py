@@ -90,7 +90,8 @@ class Settings(BaseSettings):
     # Web chat.
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)
-    auth: list[str] = Field(default_factory=list, description="'user:password' pairs")
+    # repr=False: the passwords must not show up if the settings object is ever logged.
+    auth: list[str] = Field(default_factory=list, repr=False, description="'user:password' pairs")
     concurrency: int = Field(4, ge=1, le=64)
     rate_limit_per_minute: int = Field(30, ge=0)
 
