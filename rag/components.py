@@ -27,8 +27,18 @@ if TYPE_CHECKING:
 class OpenIndex:
     collection: Collection
     lexical: LexicalIndex
+    titles: LexicalIndex
     documents: int
     chunks: int
+
+    def retriever(self, embeddings: Embeddings, settings: Settings) -> HybridRetriever:
+        return HybridRetriever(
+            collection=self.collection,
+            embeddings=embeddings,
+            lexical=self.lexical,
+            titles=self.titles,
+            settings=settings,
+        )
 
 
 def open_index(settings: Settings, embeddings: Embeddings) -> OpenIndex:
@@ -42,17 +52,15 @@ def open_index(settings: Settings, embeddings: Embeddings) -> OpenIndex:
     collection = open_collection(
         make_client(settings), settings.collection, spec.name, spec.dim, create=False
     )
-    lexical = sync_lexical(settings, collection, manifest)
-    return OpenIndex(collection, lexical, len(manifest.files), collection.count())
+    lexical, titles = sync_lexical(settings, collection, manifest)
+    return OpenIndex(collection, lexical, titles, len(manifest.files), collection.count())
 
 
 def build_assistant(settings: Settings, embeddings: Embeddings | None = None) -> Assistant:
     """Settings -> embeddings -> index -> retriever -> answerer -> chain -> Assistant."""
     embeddings = embeddings or build_embeddings(settings)
     index = open_index(settings, embeddings)
-    retriever = HybridRetriever(
-        collection=index.collection, embeddings=embeddings, lexical=index.lexical, settings=settings
-    )
+    retriever = index.retriever(embeddings, settings)
     answerer = build_answerer(settings, embeddings)
     extractive = ExtractiveAnswerer(embeddings, max_sentences=settings.extractive_max_sentences)
     condense: Any = None

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     # At most this many of the top_k passages from one file (0: no cap), so a long document
     # cannot crowd out the second source a question needs.
     max_per_source: int = Field(0, ge=0, le=50)
+    # Questions that name their source ("the 2012 Factbook", "DePetris") also search inside it.
+    route_documents: bool = False  # measured: it costs more than it gains (evals/ablation.md)
+    # BM25 score a title must reach to count as named (title match scores sit near 1-2.5 for
+    # shared topic words and 3.5-8 for real names on the bundled corpus).
+    route_min_score: float = Field(3.0, ge=0.0)
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
     condense: bool = True
@@ -134,6 +139,10 @@ class Settings(BaseSettings):
     @property
     def bm25_dir(self) -> Path:
         return self.data_dir / "bm25"
+
+    @property
+    def bm25_docs_dir(self) -> Path:
+        return self.data_dir / "bm25-docs"
 
     @property
     def feedback_path(self) -> Path:

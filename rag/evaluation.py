@@ -302,12 +302,9 @@ def build_pipeline(
 ) -> Pipeline:
     """The real pipeline for one answerer name (or ``retrieval-only``) over the built index."""
     from rag.components import build_assistant, open_index
-    from rag.retrieval import HybridRetriever
 
     index = open_index(settings, embeddings)
-    retriever = HybridRetriever(
-        collection=index.collection, embeddings=embeddings, lexical=index.lexical, settings=settings
-    )
+    retriever = index.retriever(embeddings, settings)
     if name == RETRIEVAL_ONLY:
         return Pipeline(name, None, retriever, ExactJudge(), model="")
     variant = answerer_settings(settings, name)

@@ -24,7 +24,7 @@ from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, discover, load_files
 from rag.embeddings import EmbeddingSpec, spec_of
 from rag.lexical import LexicalIndex, fingerprint
-from rag.splitting import embed_text, split_document
+from rag.splitting import document_label, embed_text, split_document
 from rag.store import drop_collection, make_client, open_collection
 
 if TYPE_CHECKING:
@@ -318,17 +318,26 @@ def _reconcile(collection: Collection, manifest: Manifest) -> int:
     return len(strays)
 
 
-def sync_lexical(settings: Settings, collection: Collection, manifest: Manifest) -> LexicalIndex:
-    """Rebuild the BM25 index unless it was built from exactly the manifest's chunks."""
+def sync_lexical(
+    settings: Settings, collection: Collection, manifest: Manifest
+) -> tuple[LexicalIndex, LexicalIndex]:
+    """The BM25 indexes of chunks and of whole documents (by title and byline), rebuilt unless
+    they were built from exactly the manifest's chunks.
+    """
     wanted = fingerprint(manifest.all_ids())
-    current = LexicalIndex.load(settings.bm25_dir)
-    if current is not None and current.fingerprint == wanted:
-        return current
+    chunks = LexicalIndex.load(settings.bm25_dir)
+    documents = LexicalIndex.load(settings.bm25_docs_dir)
+    if chunks is not None and documents is not None and wanted == chunks.fingerprint == documents.fingerprint:
+        return chunks, documents
     got = collection.get(include=["documents", "metadatas"])
-    texts = [
-        embed_text(Document(page_content=doc or "", metadata=dict(meta or {})))
-        for doc, meta in zip(got["documents"] or [], got["metadatas"] or [], strict=True)
-    ]
-    index = LexicalIndex.build(list(got["ids"]), texts)
-    index.save(settings.bm25_dir)
-    return index
+    texts: list[str] = []
+    labels: dict[str, str] = {}
+    for doc, stored_meta in zip(got["documents"] or [], got["metadatas"] or [], strict=True):
+        meta: dict[str, Any] = dict(stored_meta or {})
+        texts.append(embed_text(Document(page_content=doc or "", metadata=meta)))
+        labels.setdefault(str(meta.get("source", "")), document_label(meta))
+    chunks = LexicalIndex.build(list(got["ids"]), texts, fingerprint_of=wanted)
+    chunks.save(settings.bm25_dir)
+    documents = LexicalIndex.build(list(labels), list(labels.values()), fingerprint_of=wanted)
+    documents.save(settings.bm25_docs_dir)
+    return chunks, documents

@@ -56,13 +56,15 @@ class LexicalIndex:
     _bm25: Any
 
     @classmethod
-    def build(cls, ids: list[str], texts: list[str]) -> LexicalIndex:
+    def build(cls, ids: list[str], texts: list[str], fingerprint_of: str | None = None) -> LexicalIndex:
+        """Index ``texts`` under ``ids``; ``fingerprint_of`` names the chunk set it stands for
+        (default: the fingerprint of ``ids``)."""
         import bm25s
 
         bm25 = bm25s.BM25()
         if texts:
             bm25.index(_tokenize(texts), show_progress=False)
-        return cls(list(ids), fingerprint(ids), bm25)
+        return cls(list(ids), fingerprint_of or fingerprint(ids), bm25)
 
     def search(self, query: str, k: int, allowed: set[str] | None = None) -> list[tuple[str, float]]:
         """Best ``k`` chunks for ``query``; only chunk ids in ``allowed`` when it is given."""

@@ -111,10 +111,12 @@ class HybridRetriever:
         embeddings: Embeddings,
         lexical: LexicalIndex | None,
         settings: Settings,
+        titles: LexicalIndex | None = None,
     ) -> None:
         self.collection = collection
         self.embeddings = embeddings
         self.lexical = lexical
+        self.titles = titles
         self.settings = settings
 
     def retrieve(
@@ -143,6 +145,50 @@ class HybridRetriever:
         k = k or s.top_k
         fetch_k = max(s.fetch_k, k)
         qvec = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
+        ordered = self._rank(query, qvec, sources, fetch_k)
+        named = self.named_documents(query) if s.route_documents and not sources else []
+        if named:
+            # The question names its source(s): rank inside each named document as well, so a
+            # passage of "the 2012 Factbook" is not buried under near-identical 2016 ones.
+            lists = [ordered] + [self._rank(query, qvec, [doc], k) for doc in named]
+            by_id = {p.chunk_id: p for ranked in lists for p in ranked}
+            fused = reciprocal_rank_fusion([[p.chunk_id for p in ranked] for ranked in lists], s.rrf_k)
+            ordered = []
+            for chunk_id, score in fused:
+                by_id[chunk_id].fused = score
+                ordered.append(by_id[chunk_id])
+        if s.max_per_source:
+            ordered = diversify(ordered, k, s.max_per_source)
+        if s.mmr and len(ordered) > k:
+            vectors = np.stack([p.vector for p in ordered])
+            relevance = np.array([p.similarity for p in ordered])
+            picks = mmr_order(qvec, vectors, relevance, k, s.mmr_lambda)
+            return [ordered[i] for i in picks]
+        return ordered[:k]
+
+    def named_documents(self, query: str, limit: int = 3) -> list[str]:
+        """Files whose title or byline the question names; none when it names no document in
+        particular (a generic question matches many titles about equally).
+        """
+        if self.titles is None:
+            return []
+        # Naming one document in ten is naming a source; in a handful of documents, title
+        # words are just the topic.
+        limit = min(limit, len(self.titles.ids) // 10)
+        if limit < 1:
+            return []
+        hits = self.titles.search(query, limit + 1)
+        if not hits or hits[0][1] < self.settings.route_min_score:
+            return []
+        top = hits[0][1]
+        close = [doc for doc, score in hits if score >= 0.8 * top]
+        return close if len(close) <= limit else []
+
+    def _rank(
+        self, query: str, qvec: np.ndarray, sources: Sequence[str] | None, fetch_k: int
+    ) -> list[Passage]:
+        """Dense and BM25 rankings fused by reciprocal rank, optionally inside ``sources``."""
+        s = self.settings
         where: Any = {"source": {"$in": list(sources)}} if sources else None
         dense = self.collection.query(
             query_embeddings=[qvec.tolist()],
@@ -177,20 +223,12 @@ class HybridRetriever:
                         qvec,
                     )
             rankings.append([cid for cid in lexical_ids if cid in found])
-        fused = reciprocal_rank_fusion(rankings, s.rrf_k)
         ordered = []
-        for chunk_id, score in fused:
+        for chunk_id, score in reciprocal_rank_fusion(rankings, s.rrf_k):
             passage = found[chunk_id]
             passage.fused = score
             ordered.append(passage)
-        if s.max_per_source:
-            ordered = diversify(ordered, k, s.max_per_source)
-        if s.mmr and len(ordered) > k:
-            vectors = np.stack([p.vector for p in ordered])
-            relevance = np.array([p.similarity for p in ordered])
-            picks = mmr_order(qvec, vectors, relevance, k, s.mmr_lambda)
-            return [ordered[i] for i in picks]
-        return ordered[:k]
+        return ordered
 
     def _ids_of(self, sources: Sequence[str]) -> set[str]:
         where: Any = {"source": {"$in": list(sources)}}

@@ -57,6 +57,18 @@ def split_document(
     return chunks
 
 
+def document_label(meta: dict[str, object]) -> str:
+    """What names a document as a whole (title, byline, file name), for matching questions that
+    name their source ("according to the 2012 Factbook", "the Diplomat piece", "DePetris")."""
+    parts = [str(meta.get("title") or "")]
+    for key in ("author", "publication", "published"):
+        if meta.get(key):
+            parts.append(f"{key} {meta[key]}")
+    stem = str(meta.get("source") or "").rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    parts.append(stem.replace("-", " ").replace("_", " "))
+    return "\n".join(p for p in parts if p)
+
+
 def _same_title(heading: str, title: str) -> bool:
     a, b = heading.strip().lower(), title.strip().lower()
     return bool(a) and (a in b or b in a or SequenceMatcher(None, a, b).ratio() > 0.6)

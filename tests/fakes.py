@@ -94,14 +94,11 @@ def build_fake_assistant(settings, embeddings=None, answerer=None, **chain_kwarg
     from rag.chain import Assistant, build_chain
     from rag.components import open_index
     from rag.ingest import ingest
-    from rag.retrieval import HybridRetriever
 
     embeddings = embeddings or HashingEmbeddings()
     ingest(settings, lambda: embeddings)
     index = open_index(settings, embeddings)
-    retriever = HybridRetriever(
-        collection=index.collection, embeddings=embeddings, lexical=index.lexical, settings=settings
-    )
+    retriever = index.retriever(embeddings, settings)
     answerer = answerer or ExtractiveAnswerer(embeddings, min_score=0.1)
     chain = build_chain(retriever=retriever, answerer=answerer, settings=settings, **chain_kwargs)
     return Assistant(
