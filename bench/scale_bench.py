@@ -18,6 +18,9 @@ query after it (which pays any index catch-up), then per golden question the Chr
 ``HybridRetriever`` issues it (the 20 nearest, with documents, metadata and vectors) and the
 same preceded by embedding the question with the real model, the server's resident memory
 (VmRSS, VmHWM) and its folder size, and a self-query check (a stored vector finds itself first).
+At the largest size, the whole ``HybridRetriever`` (question embedding, the server's dense query,
+a BM25 index of the same chunks held in this process, fusion) is timed too, with the BM25
+index's build time and memory.
 
 Worker use (prints one JSON line)::
 
@@ -138,7 +141,58 @@ def start_server(path: Path, log_path: Path) -> tuple[subprocess.Popen[Any], int
             time.sleep(0.2)
 
 
-def measure(data: Path, work: Path, sizes: list[int], passes: int) -> dict[str, Any]:
+def own_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def hybrid_retrieval(
+    collection: Any, synthetic: Synthetic, size: int, embeddings: Any, questions: list[str], settings: Any
+) -> dict[str, Any]:
+    """``HybridRetriever`` as the app runs it over the server's collection plus a BM25 index of it."""
+    from rag.lexical import LexicalIndex
+    from rag.retrieval import HybridRetriever
+
+    log(f"scale: BM25 index of {size} chunks and the hybrid retriever")
+    ids: list[str] = []
+    texts: list[str] = []
+    for start in range(0, size, BATCH):
+        batch_ids, _, docs, metas = synthetic.batch(start, min(start + BATCH, size))
+        ids += batch_ids
+        # What rag.ingest gives BM25: title line, then the text.
+        texts += [f"{m['title']}\n{d}" for m, d in zip(metas, docs, strict=True)]
+    before = own_rss_mb()
+    t0 = time.perf_counter()
+    lexical = LexicalIndex.build(ids, texts)
+    build_s = time.perf_counter() - t0
+    del texts
+    grown = own_rss_mb() - before
+    retriever = HybridRetriever(
+        collection=collection, embeddings=embeddings, lexical=lexical, settings=settings
+    )
+    for q in questions[:5]:
+        retriever.retrieve(q)
+    times = []
+    for q in questions:
+        t0 = time.perf_counter()
+        retriever.retrieve(q)
+        times.append(time.perf_counter() - t0)
+    out = {
+        "chunks": size,
+        "bm25_build_s": round(build_s, 1),
+        "bm25_rss_growth_mb": round(grown, 1),
+        "retrieval": summary_ms(times),
+    }
+    log(
+        f"  hybrid retrieval at {size}: p50 {out['retrieval']['p50_ms']} ms,"
+        f" p95 {out['retrieval']['p95_ms']} ms"
+    )
+    return out
+
+
+def measure(data: Path, work: Path, sizes: list[int], passes: int, hybrid: bool = True) -> dict[str, Any]:
     import chromadb
     import numpy as np
     from chromadb.config import Settings as ChromaSettings
@@ -226,6 +280,10 @@ def measure(data: Path, work: Path, sizes: list[int], passes: int) -> dict[str, 
                 f" p95 {point['query']['p95_ms']} ms, server RSS {point['server_memory']['vmrss_mb']} MB"
             )
             points.append(point)
+        if hybrid:
+            result["hybrid_at_largest"] = hybrid_retrieval(
+                collection, synthetic, sizes[-1], embeddings, questions, settings
+            )
     finally:
         stop(proc)
         shutil.rmtree(server_dir, ignore_errors=True)
