@@ -70,6 +70,30 @@ class ExtractiveAnswerer:
             yield ("" if i == 0 else " ") + f"{sentence} [{n}]"
 
     def select(self, question: str, passages: Sequence[Passage]) -> list[tuple[int, str]]:
+        """The ``(passage number, sentence)`` pairs of the answer; empty means refuse."""
+        candidates, scores = self._score(question, passages)
+        if not candidates:
+            return []
+        order = np.argsort(-scores)
+        best = float(scores[order[0]])
+        if best < self.min_score:
+            return []
+        picked: list[tuple[int, str]] = []
+        for idx in order[: self.max_sentences * 3]:
+            if len(picked) >= self.max_sentences or scores[idx] < best * 0.85:
+                break
+            n, sentence, _ = candidates[int(idx)]
+            picked.append((n, sentence))
+        return picked
+
+    def best_score(self, question: str, passages: Sequence[Passage]) -> float:
+        """The score of the best sentence (what ``min_score`` is compared with)."""
+        _, scores = self._score(question, passages)
+        return float(scores.max()) if len(scores) else -1.0
+
+    def _score(
+        self, question: str, passages: Sequence[Passage]
+    ) -> tuple[list[tuple[int, str, str]], np.ndarray]:
         candidates: list[tuple[int, str, str]] = []
         seen: set[str] = set()
         for n, p in enumerate(passages, start=1):
@@ -88,7 +112,7 @@ class ExtractiveAnswerer:
                     shown = f"{label}: {shown}"
                 candidates.append((n, shown, f"{context}: {sentence}" if context else sentence))
         if not candidates:
-            return []
+            return [], np.zeros(0)
         vectors = np.asarray(self.embeddings.embed_documents([c[2] for c in candidates]), dtype=np.float32)
         qvec = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         dense = vectors @ qvec / (np.linalg.norm(vectors, axis=1) * (np.linalg.norm(qvec) or 1.0) + 1e-9)
@@ -101,18 +125,7 @@ class ExtractiveAnswerer:
         )
         # Earlier passages were ranked higher by retrieval; a small prior keeps ties in that order.
         rank_prior = np.array([0.02 * (len(passages) - c[0]) / max(len(passages), 1) for c in candidates])
-        scores = 0.7 * dense + 0.3 * lexical + rank_prior
-        order = np.argsort(-scores)
-        best = float(scores[order[0]])
-        if best < self.min_score:
-            return []
-        picked: list[tuple[int, str]] = []
-        for idx in order[: self.max_sentences * 3]:
-            if len(picked) >= self.max_sentences or scores[idx] < best * 0.85:
-                break
-            n, sentence, _ = candidates[int(idx)]
-            picked.append((n, sentence))
-        return picked
+        return candidates, 0.7 * dense + 0.3 * lexical + rank_prior
 
 
 class ChatModelAnswerer:
@@ -176,4 +189,8 @@ def build_answerer(settings: Settings, embeddings: Embeddings) -> Answerer:
         from rag.llamacpp import build_llamacpp_answerer
 
         return build_llamacpp_answerer(settings)
-    return ExtractiveAnswerer(embeddings, max_sentences=settings.extractive_max_sentences)
+    return ExtractiveAnswerer(
+        embeddings,
+        max_sentences=settings.extractive_max_sentences,
+        min_score=settings.extractive_min_score,
+    )

@@ -62,7 +62,11 @@ def build_assistant(settings: Settings, embeddings: Embeddings | None = None) ->
     index = open_index(settings, embeddings)
     retriever = index.retriever(embeddings, settings)
     answerer = build_answerer(settings, embeddings)
-    extractive = ExtractiveAnswerer(embeddings, max_sentences=settings.extractive_max_sentences)
+    extractive = ExtractiveAnswerer(
+        embeddings,
+        max_sentences=settings.extractive_max_sentences,
+        min_score=settings.extractive_min_score,
+    )
     condense: Any = None
     verifier: Any = None
     if settings.answerer == "openai":

@@ -68,12 +68,16 @@ class Settings(BaseSettings):
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
     condense: bool = True
-    # Cosine similarity of the best dense hit below which the bot refuses (calibrated by the eval).
-    min_relevance: float = Field(0.25, ge=-1.0, le=1.0)
+    # Below this cosine similarity of the best passage the bot refuses. Calibrated by
+    # evals/calibrate.py (evals/calibration.md): the highest value that refuses no answerable
+    # golden question; it refuses most off-topic questions.
+    min_relevance: float = Field(0.34, ge=-1.0, le=1.0)
 
     # Answering.
     answerer: AnswererName = "extractive"
     extractive_max_sentences: int = Field(3, ge=1, le=10)
+    # Best sentence score below which the extractive answerer refuses (evals/calibration.md).
+    extractive_min_score: float = Field(0.07, ge=-1.0, le=1.0)
     max_question_chars: int = Field(2000, ge=10, le=100_000)
     max_history_turns: int = Field(6, ge=0, le=50)
     drop_unsupported: bool = False
