@@ -74,7 +74,8 @@ def main() -> int:
         f" questions (in `evals/calibrate.py`); settings: top_k {settings.top_k}, hybrid"
         f" {settings.hybrid}, chunks {settings.chunk_size}/{settings.chunk_overlap}.",
         "",
-        "| group | n | best passage cosine: min / p10 / median / max | best sentence score: min / p10 / median / max |",
+        "| group | n | best passage cosine (min / p10 / median / max)"
+        " | best sentence score (min / p10 / median / max) |",
         "|---|---:|---|---|",
     ]
     for name, values in groups.items():
