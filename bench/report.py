@@ -126,18 +126,14 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _fmt(value: Any, unit: str = "") -> str:
+    """A figure with its unit, to five significant digits.
+
+    >>> _fmt(0.99995), _fmt(1056.75, "ms"), _fmt(None)
+    ('0.99995', '1056.8 ms', 'not measured')
+    """
     if value is None:
         return "not measured"
-    if isinstance(value, float):
-        text = (
-            f"{value:.4f}"
-            if abs(value) < 1 and value != 0
-            else f"{value:,.1f}"
-            if value >= 100
-            else f"{value:.2f}"
-        )
-    else:
-        text = str(value)
+    text = f"{value:.5g}" if isinstance(value, float) else str(value)
     return f"{text} {unit}".strip()
 
 
@@ -227,22 +223,27 @@ def render(results: dict[str, Any], targets: list[dict[str, Any]], plot_name: st
             " (model load, read, split, embed, store).",
             f" Load average before/after: {ingest['loadavg_before']} / {ingest['loadavg_after']}.",
             "",
-            "| pipeline | chunks | seconds | chunks/s | corpus kchars/s | notes |",
+            "| pipeline | chunks | seconds | CPU seconds | chunks/s | corpus kchars/s |",
             "|---|---|---|---|---|---|",
-            f"| LangChain tutorial (TextLoader, splitter 1000/200, HuggingFaceEmbeddings fp32,"
-            f" Chroma.from_documents) | {peer['chunks']} | {peer['seconds']} | {peer['chunks_per_s']} |"
-            f" {peer['kchars_per_s']} | imports {peer['imports_s']} s not counted |",
+            "| LangChain tutorial (TextLoader, splitter 1000/200, HuggingFaceEmbeddings fp32,"
+            f" Chroma.from_documents) | {peer['chunks']} | {peer['seconds']} | {peer.get('cpu_s')} |"
+            f" {peer['chunks_per_s']} | {peer['kchars_per_s']} |",
             f"| rag.ingest, defaults ({ours['precision']}, batch {ours['batch_size']}, chunks"
             f" {ours['chunk_size']}/{ours['chunk_overlap']} + title line) | {ours['chunks']} |"
-            f" {ours['seconds']} |"
-            f" {ours['chunks_per_s']} | {ours['kchars_per_s']} | imports {ours['imports_s']} s not counted |",
+            f" {ours['seconds']} | {ours.get('cpu_s')} | {ours['chunks_per_s']} | {ours['kchars_per_s']} |",
         ]
         fp32 = ingest.get("ours_fp32")
         if fp32:
+            kchars = round(ingest["corpus_chars"] / fp32["seconds"] / 1000, 1)
             lines.append(
                 f"| rag.ingest, fp32 (same settings otherwise) | {fp32['chunks']} | {fp32['seconds']} |"
-                f" {fp32['chunks_per_s']} | {round(ingest['corpus_chars'] / fp32['seconds'] / 1000, 1)} | |"
+                f" {fp32.get('cpu_s')} | {fp32['chunks_per_s']} | {kchars} |"
             )
+        lines += [
+            "",
+            f"Python imports before the timed span: peer {peer['imports_s']} s, ours {ours['imports_s']} s."
+            " CPU seconds are user + system time of all the process's threads.",
+        ]
         lines += [
             "",
             f"Speed-up: **{ingest['speedup_chunks_per_s']}x** in chunks/s,"
