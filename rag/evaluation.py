@@ -306,7 +306,9 @@ def build_pipeline(
     index = open_index(settings, embeddings)
     retriever = index.retriever(embeddings, settings)
     if name == RETRIEVAL_ONLY:
-        return Pipeline(name, None, retriever, ExactJudge(), model="")
+        # Condense follow-ups as the chain would, unless the settings turn condensing off.
+        condense = heuristic_condense if settings.condense else (lambda question, history: question)
+        return Pipeline(name, None, retriever, ExactJudge(), model="", condense=condense)
     variant = answerer_settings(settings, name)
     assistant = build_assistant(variant, embeddings)
     model = {
