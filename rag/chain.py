@@ -225,13 +225,16 @@ def build_chain(
             cited = [t.get("sources") for t in state["history"] if t["role"] == "assistant"]
             topic = list(cited[-1] or []) if cited and cited[-1] else []
             if not topic:
-                topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1], k=3)))[:2]
+                topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1])))[:3]
             focused = retriever.retrieve(state["question"], sources=topic)
             by_id = {p.chunk_id: p for p in passages + focused}
             fused = reciprocal_rank_fusion(
                 [[p.chunk_id for p in passages], [p.chunk_id for p in focused]], settings.rrf_k
             )
             passages = [by_id[cid] for cid, _ in fused[: settings.top_k]]
+            # "Who wrote it?" is far from any passage in cosine terms; the conversation already
+            # established the topic, so the answerer (not the relevance threshold) decides.
+            state["followup"] = True
         state["passages"] = passages
         state["t_retrieve"] = time.perf_counter()
         return state
@@ -247,7 +250,7 @@ def build_chain(
         text = ""
         note = None
         first_token: float | None = None
-        if best < settings.min_relevance:
+        if best < settings.min_relevance and not state.get("followup"):
             text = refusal
             yield Delta(text)
         else:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 MANIFEST_VERSION = 1
 # Bump when splitting changes in a way that must re-chunk every file.
-SPLITTER_VERSION = 7
+SPLITTER_VERSION = 8
 FLUSH_CHUNKS = 256
 
 

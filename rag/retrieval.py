@@ -50,16 +50,19 @@ class Passage:
         return str(url) if url and str(url).startswith(("http://", "https://")) else None
 
 
-def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = 60) -> list[tuple[str, float]]:
-    """Fuse ranked id lists: score(id) = sum over lists of 1 / (k + rank), rank from 1.
+def reciprocal_rank_fusion(
+    rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[tuple[str, float]]:
+    """Fuse ranked id lists: score(id) = sum over lists of weight / (k + rank), rank from 1.
 
     >>> reciprocal_rank_fusion([["a", "b"], ["b", "c"]], k=1)
     [('b', 0.8333333333333333), ('a', 0.5), ('c', 0.3333333333333333)]
     """
     scores: dict[str, float] = {}
-    for ranking in rankings:
+    for i, ranking in enumerate(rankings):
+        weight = weights[i] if weights is not None else 1.0
         for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
@@ -224,7 +227,8 @@ class HybridRetriever:
                     )
             rankings.append([cid for cid in lexical_ids if cid in found])
         ordered = []
-        for chunk_id, score in reciprocal_rank_fusion(rankings, s.rrf_k):
+        weights = [1.0, s.bm25_weight][: len(rankings)]
+        for chunk_id, score in reciprocal_rank_fusion(rankings, s.rrf_k, weights):
             passage = found[chunk_id]
             passage.fused = score
             ordered.append(passage)

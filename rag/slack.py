@@ -251,7 +251,19 @@ class SlackBot:
         finally:
             self._react(client, "reactions_remove", channel, ts)
 
-    def thread_history(self, client: WebClient, event: dict[str, Any], context: Any) -> list[dict[str, str]]:
+    def _cited_files(self, feedback_block: dict[str, Any]) -> list[str]:
+        """Files an earlier answer of ours cited, when it was posted by this process."""
+        for element in feedback_block.get("elements") or []:
+            try:
+                key = str(json.loads(element.get("value") or "{}").get("id", ""))
+            except (ValueError, AttributeError):
+                continue
+            stored = self.answers.get(key)
+            if stored is not None:
+                return list(dict.fromkeys(str(c.get("source")) for c in stored.get("citations") or []))
+        return []
+
+    def thread_history(self, client: WebClient, event: dict[str, Any], context: Any) -> list[dict[str, Any]]:
         """The thread's earlier messages as chat turns: the bot's answers as ``assistant``,
         people's messages as ``user`` (mentions of the bot removed), other bots left out."""
         bot_user, bot_id = getattr(context, "bot_user_id", None), getattr(context, "bot_id", None)
@@ -266,15 +278,23 @@ class SlackBot:
             cursor = (resp.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
                 break
-        turns: list[dict[str, str]] = []
+        turns: list[dict[str, Any]] = []
         for m in sorted(messages, key=lambda m: _ts(m.get("ts"))):
             if _ts(m.get("ts")) >= before:
                 continue
             ours = (bot_user and m.get("user") == bot_user) or (bot_id and m.get("bot_id") == bot_id)
             if ours:
                 # Only answers (they carry the feedback buttons), not notices such as errors.
-                if any(b.get("block_id") == FEEDBACK_BLOCK_ID for b in m.get("blocks") or []):
-                    turns.append({"role": "assistant", "content": slack_to_plain(m.get("text") or "")})
+                feedback = [b for b in m.get("blocks") or [] if b.get("block_id") == FEEDBACK_BLOCK_ID]
+                if feedback:
+                    turn: dict[str, Any] = {
+                        "role": "assistant",
+                        "content": slack_to_plain(m.get("text") or ""),
+                    }
+                    sources = self._cited_files(feedback[0])
+                    if sources:  # lets a follow-up search the documents this answer cited
+                        turn["sources"] = sources
+                    turns.append(turn)
             elif not m.get("bot_id") and m.get("subtype") in QUESTION_SUBTYPES:
                 turns.append({"role": "user", "content": slack_to_plain(m.get("text") or "", bot_user)})
         return [t for t in turns if t["content"]]

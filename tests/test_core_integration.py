@@ -33,9 +33,15 @@ def test_the_done_when_question(assistant) -> None:  # type: ignore[no-untyped-d
 
 
 def test_followup_about_the_author(assistant) -> None:  # type: ignore[no-untyped-def]
+    first = assistant.ask("What policy does the author call an immense failure?")
+    # As the web chat and the Slack bot pass it: the earlier answer with the files it cited.
     history = [
-        {"role": "user", "content": "What policy does the author call an immense failure?"},
-        {"role": "assistant", "content": "The strategic patience policy [1]."},
+        {"role": "user", "content": first.question},
+        {
+            "role": "assistant",
+            "content": first.answer,
+            "sources": [c.passage.source for c in first.citations],
+        },
     ]
     answer = assistant.ask("Who wrote it?", history)
     assert "DePetris" in answer.answer

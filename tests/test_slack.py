@@ -322,8 +322,14 @@ def test_follow_up_in_a_thread_uses_the_thread_as_history(bot: Bot) -> None:
     assert history == [
         {"role": "user", "content": QUESTION},
         {"role": "user", "content": "Interesting & useful"},
-        {"role": "assistant", "content": slack_to_plain(first.params["text"])},
+        {
+            "role": "assistant",
+            "content": slack_to_plain(first.params["text"]),
+            # The files the first answer cited, so the follow-up searches them first.
+            "sources": list(dict.fromkeys(c.passage.source for c in bot.assistant.answers[0].citations)),
+        },
     ]
+    assert history[-1]["sources"]
     second = bot.api.calls_to("chat.postMessage")[1]
     assert second.params["thread_ts"] == parent["ts"]
     assert second.params["blocks"][-1]["block_id"] == "rag_feedback"
