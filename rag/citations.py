@@ -9,8 +9,8 @@
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
@@ -36,11 +36,18 @@ class Sentence:
         return {"text": self.text, "citations": self.citations, "supported": self.supported}
 
 
-@cache
-def _segmenter() -> Any:
-    import pysbd
+_local = threading.local()
 
-    return pysbd.Segmenter(language="en", clean=False)
+
+def _segmenter() -> Any:
+    # pysbd's Segmenter keeps the text being split on the instance: one per thread, or
+    # concurrent requests (web queue workers, Slack handlers) get each other's sentences.
+    segmenter = getattr(_local, "segmenter", None)
+    if segmenter is None:
+        import pysbd
+
+        segmenter = _local.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return segmenter
 
 
 def split_sentences(text: str) -> list[str]:

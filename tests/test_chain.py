@@ -204,3 +204,13 @@ def test_followup_searches_the_documents_the_last_answer_cited(settings: Setting
     answer = build_fake_assistant(settings).ask("Who is the author?", history)
     # The previous question alone points at notes.txt; the cited file wins for the follow-up.
     assert "Jane Writer" in answer.answer
+
+
+def test_sentence_splitting_is_safe_across_threads() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    texts = [f"Claim {i} holds here. Another point {i} follows. Last one {i}." for i in range(200)]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(split_sentences, texts))
+    for i, sentences in enumerate(results):
+        assert sentences == [f"Claim {i} holds here.", f"Another point {i} follows.", f"Last one {i}."]
