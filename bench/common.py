@@ -221,12 +221,12 @@ def run_worker(module: str, *args: str, env: dict[str, str] | None = None, timeo
         [PYTHON, "-m", f"bench.{module}", *args],
         cwd=REPO,
         env=env or child_env(),
-        capture_output=True,
+        stdout=subprocess.PIPE,  # the worker's progress lines (stderr) show as they come
         text=True,
         timeout=timeout_s,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"bench.{module} {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"bench.{module} {' '.join(args)} failed with code {proc.returncode} (see above)")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
