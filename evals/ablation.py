@@ -22,7 +22,7 @@ from pathlib import Path
 VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
     "defaults": ({}, False),
     "dense only (hybrid off)": ({"RAG_HYBRID": "false"}, False),
-    "BM25 weight 1.0 (equal fusion)": ({"RAG_BM25_WEIGHT": "1.0"}, False),
+    "BM25 weight 1.5": ({"RAG_BM25_WEIGHT": "1.5"}, False),
     "BM25 weight 3.0": ({"RAG_BM25_WEIGHT": "3.0"}, False),
     "follow-up condensing off": ({"RAG_CONDENSE": "false"}, False),
     "MMR on (lambda 0.7)": ({"RAG_MMR": "true"}, False),
