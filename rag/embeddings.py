@@ -2,8 +2,8 @@
 
 ``build_embeddings(settings)`` returns a LangChain ``Embeddings``. On CPUs with native bf16
 (AVX512-BF16 or AMX) the model runs in bfloat16, which embeds about 4x faster here with cosine
-agreement above 0.999 to fp32 (checked by ``tests/test_core_integration.py::test_bf16_embeddings_agree_with_fp32``); elsewhere it
-stays in fp32.
+agreement above 0.999 to fp32 (checked by ``test_bf16_embeddings_agree_with_fp32`` in
+``tests/test_core_integration.py``); elsewhere it stays in fp32.
 """
 
 from __future__ import annotations
