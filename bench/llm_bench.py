@@ -26,6 +26,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from bench.common import cpu_name  # noqa: E402 - needs the repository on sys.path first
+
 # A mix of article, factbook, multi-passage, unanswerable and follow-up questions.
 QUESTION_IDS = ["a01", "a04", "a08", "c02", "c06", "c11", "m03", "u02", "u06", "f03"]
 WARMUP = "What is the capital of North Korea?"
@@ -34,16 +36,6 @@ TARGETS = {"first_token_p50_s": 2.5, "total_p50_s": 8.0, "peak_rss_gb": 3.5}
 
 def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024  # ru_maxrss is KiB on Linux
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def run_one(assistant: Any, question: str, history: list[dict[str, str]]) -> dict[str, Any]:
