@@ -313,6 +313,14 @@ def render_answer(answer: Answer, feedback_id: str | None = None) -> list[SlackM
             else:
                 group += "\n" + entry
         blocks.append(_section(group))
+    unsupported = [s.text for s in answer.sentences if s.supported is False]
+    if unsupported and not answer.refused:
+        # Slack text cannot carry an inline flag safely through mrkdwn conversion: list them.
+        flagged = "\n".join(f"\u2022 {escape(shorten(text, 300))}" for text in unsupported)
+        warning = f":warning: Not supported by the cited passage:\n{flagged}"
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": warning, "verbatim": True}]}
+        )
     if answer.note:
         note = escape(shorten(answer.note, 2000))
         note_text = {"type": "mrkdwn", "text": f"_{note}_", "verbatim": True}

@@ -281,7 +281,10 @@ def messages(turns: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
         if turn.get("error"):
             content = f"*{escape_markdown(turn['error'])}*"
         elif answer:
-            content = answer_markdown(str(answer.get("answer", "")), t, answer.get("note"))
+            unsupported = [
+                str(x.get("text", "")) for x in answer.get("sentences") or [] if x.get("supported") is False
+            ]
+            content = answer_markdown(str(answer.get("answer", "")), t, answer.get("note"), unsupported)
         else:
             content = answer_markdown(str(turn.get("draft", "")), t) or "…"
         out.append({"role": "assistant", "content": content})

@@ -40,12 +40,23 @@ def source_id(turn: int, n: int) -> str:
     return f"src-{turn}-{n}"
 
 
-def answer_markdown(text: str, turn: int, note: str | None = None) -> str:
-    """An answer (or the part streamed so far) as Markdown: text escaped, ``[n]`` linked.
+UNSUPPORTED_MARK = "\u2063"  # invisible; survives escaping, replaced by the visible flag
+UNSUPPORTED_FLAG = " \u26a0\ufe0f"
+UNSUPPORTED_NOTE = "\u26a0\ufe0f marks a sentence that its cited passage does not support."
+
+
+def answer_markdown(text: str, turn: int, note: str | None = None, unsupported: Sequence[str] = ()) -> str:
+    """An answer (or the part streamed so far) as Markdown: text escaped, ``[n]`` linked, and
+    each sentence in ``unsupported`` (the chain's verification said no) flagged with a warning.
 
     >>> answer_markdown("Talks are a sign of strength. [2]", turn=0)
     'Talks are a sign of strength\\\\. [\\\\[2\\\\]](#src-0-2)'
     """
+    for sentence in unsupported:
+        at = text.find(sentence)
+        if sentence and at >= 0:
+            end = at + len(sentence)
+            text = text[:end] + UNSUPPORTED_MARK + text[end:]
     out: list[str] = []
     last = 0
     for match in MARKER.finditer(text):
@@ -55,6 +66,8 @@ def answer_markdown(text: str, turn: int, note: str | None = None) -> str:
         last = match.end()
     out.append(escape_markdown(text[last:], keep_emphasis=True))
     body = "".join(out).strip()
+    if UNSUPPORTED_MARK in body:
+        body = body.replace(UNSUPPORTED_MARK, UNSUPPORTED_FLAG) + f"\n\n*{UNSUPPORTED_NOTE}*"
     if note:
         body += f"\n\n*Note: {escape_markdown(note)}*"
     return body

@@ -192,3 +192,22 @@ def test_feedback_value_fits_slack_limit() -> None:
 def test_slack_to_plain() -> None:
     text = "<@UBOT> what about <https://x.org|this> and <https://y.org> &amp; <#C1|general>, <@U2>? &lt;3"
     assert slack_to_plain(text, "UBOT") == "what about this and https://y.org & #general, @U2? <3"
+
+
+def test_unsupported_sentences_are_flagged_under_the_answer() -> None:
+    from rag.citations import Sentence
+
+    cited = Citation(1, passage(1, text="Talks help."), "Talks help.")
+    reply = answer("Talks help. [1] The moon is <!channel> cheese. [1]", [cited])
+    reply.sentences = [
+        Sentence("Talks help. [1]", [1], True),
+        Sentence("The moon is <!channel> cheese. [1]", [1], False),
+    ]
+    blocks = render_answer(reply)[0].blocks
+    context = [b for b in blocks if b["type"] == "context"]
+    assert len(context) == 1
+    text = context[0]["elements"][0]["text"]
+    assert "Not supported" in text and "cheese" in text and "Talks help" not in text
+    assert "<!channel>" not in text and "&lt;!channel&gt;" in text
+    reply.sentences[1].supported = True
+    assert not [b for b in render_answer(reply)[0].blocks if b["type"] == "context"]

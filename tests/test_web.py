@@ -16,7 +16,17 @@ from rag.answerers import AnswererError
 from rag.config import Settings
 from rag.feedback import read_feedback
 from rag.retrieval import Passage
-from rag.web import ChatError, View, WebChat, build_ui, conversation, launch_options, open_assistant, user_key
+from rag.web import (
+    ChatError,
+    View,
+    WebChat,
+    build_ui,
+    conversation,
+    launch_options,
+    messages,
+    open_assistant,
+    user_key,
+)
 from rag.web_ratelimit import RateLimiter
 from rag.web_render import answer_markdown, escape_markdown, highlight, sources_html, status_line
 from tests.conftest import make_settings
@@ -63,6 +73,24 @@ def test_answer_markdown_links_each_marker_to_its_passage() -> None:
     out = answer_markdown("Talks help. [1][3] Trade is 70%. [2]", turn=4, note="backend down")
     assert "[\\[1\\]](#src-4-1)" in out and "[\\[3\\]](#src-4-3)" in out and "[\\[2\\]](#src-4-2)" in out
     assert out.endswith("*Note: backend down*")
+
+
+def test_unsupported_sentences_are_flagged() -> None:
+    text = "Talks help. [1] The moon is cheese. [1]"
+    out = answer_markdown(text, turn=0, unsupported=["The moon is cheese. [1]"])
+    assert out.count("\u26a0") == 2  # the flag after the sentence, and the legend
+    assert out.index("cheese") < out.index("\u26a0") and "Talks help" not in out.split("\u26a0")[1]
+    assert "does not support" in out
+    assert "\u26a0" not in answer_markdown(text, turn=0)
+
+
+def test_chat_flags_sentences_the_chain_marked_unsupported(chat: WebChat) -> None:
+    final = last(chat.respond(QUESTION, []))
+    answer = final.turns[0]["answer"]
+    assert all(s["supported"] for s in answer["sentences"])  # extractive: quoted, supported
+    assert "\u26a0" not in final.messages[1]["content"]
+    answer["sentences"][0]["supported"] = False
+    assert "\u26a0" in messages(final.turns)[1]["content"]
 
 
 def test_answers_keep_emphasis_but_no_other_markup() -> None:
