@@ -34,7 +34,7 @@ from rag.citations import (
     strip_markers,
 )
 from rag.config import Settings
-from rag.retrieval import Passage, reciprocal_rank_fusion
+from rag.retrieval import Passage, fuse_passages
 
 
 class QuestionError(ValueError):
@@ -227,11 +227,7 @@ def build_chain(
             if not topic:
                 topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1])))[:3]
             focused = retriever.retrieve(state["question"], sources=topic)
-            by_id = {p.chunk_id: p for p in passages + focused}
-            fused = reciprocal_rank_fusion(
-                [[p.chunk_id for p in passages], [p.chunk_id for p in focused]], settings.rrf_k
-            )
-            passages = [by_id[cid] for cid, _ in fused[: settings.top_k]]
+            passages = fuse_passages([passages, focused], settings.rrf_k)[: settings.top_k]
             # "Who wrote it?" is far from any passage in cosine terms; the conversation already
             # established the topic, so the answerer (not the relevance threshold) decides.
             state["followup"] = True

@@ -66,6 +66,17 @@ def reciprocal_rank_fusion(
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
+def fuse_passages(
+    rankings: Sequence[Sequence[Passage]], k: int = 60, weights: Sequence[float] | None = None
+) -> list[Passage]:
+    """``reciprocal_rank_fusion`` over passage lists; each passage gets its ``fused`` score."""
+    by_id = {p.chunk_id: p for ranking in rankings for p in ranking}
+    fused = reciprocal_rank_fusion([[p.chunk_id for p in ranking] for ranking in rankings], k, weights)
+    for chunk_id, score in fused:
+        by_id[chunk_id].fused = score
+    return [by_id[chunk_id] for chunk_id, _ in fused]
+
+
 def mmr_order(query: np.ndarray, vectors: np.ndarray, relevance: np.ndarray, k: int, lam: float) -> list[int]:
     """Maximal marginal relevance: pick ``k`` indices trading relevance against redundancy."""
     chosen: list[int] = []
@@ -154,12 +165,7 @@ class HybridRetriever:
             # The question names its source(s): rank inside each named document as well, so a
             # passage of "the 2012 Factbook" is not buried under near-identical 2016 ones.
             lists = [ordered] + [self._rank(query, qvec, [doc], k) for doc in named]
-            by_id = {p.chunk_id: p for ranked in lists for p in ranked}
-            fused = reciprocal_rank_fusion([[p.chunk_id for p in ranked] for ranked in lists], s.rrf_k)
-            ordered = []
-            for chunk_id, score in fused:
-                by_id[chunk_id].fused = score
-                ordered.append(by_id[chunk_id])
+            ordered = fuse_passages(lists, s.rrf_k)
         if s.max_per_source:
             ordered = diversify(ordered, k, s.max_per_source)
         if s.mmr and len(ordered) > k:
@@ -226,13 +232,8 @@ class HybridRetriever:
                         qvec,
                     )
             rankings.append([cid for cid in lexical_ids if cid in found])
-        ordered = []
         weights = [1.0, s.bm25_weight][: len(rankings)]
-        for chunk_id, score in reciprocal_rank_fusion(rankings, s.rrf_k, weights):
-            passage = found[chunk_id]
-            passage.fused = score
-            ordered.append(passage)
-        return ordered
+        return fuse_passages([[found[cid] for cid in ranking] for ranking in rankings], s.rrf_k, weights)
 
     def _ids_of(self, sources: Sequence[str]) -> set[str]:
         where: Any = {"source": {"$in": list(sources)}}
