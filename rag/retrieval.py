@@ -95,20 +95,22 @@ def mmr_order(query: np.ndarray, vectors: np.ndarray, relevance: np.ndarray, k: 
 
 def diversify(passages: list[Passage], k: int, per_source: int) -> list[Passage]:
     """Keep rank order but take at most ``per_source`` passages per file into the first ``k``;
-    the passages set aside fill any places left.
+    the passages set aside follow, in rank order, and fill any places left.
+
+    >>> ps = [Passage(c, "", {"source": s}, 0.0) for c, s in [("a1", "a"), ("a2", "a"), ("b1", "b")]]
+    >>> [p.chunk_id for p in diversify(ps, k=2, per_source=1)]
+    ['a1', 'b1', 'a2']
     """
     picked: list[Passage] = []
     spare: list[Passage] = []
     counts: dict[str, int] = {}
     for p in passages:
-        if counts.get(p.source, 0) < per_source:
+        if len(picked) < k and counts.get(p.source, 0) < per_source:
             picked.append(p)
             counts[p.source] = counts.get(p.source, 0) + 1
         else:
             spare.append(p)
-        if len(picked) == k:
-            break
-    return picked + spare[: k - len(picked)] + [p for p in passages if p not in picked and p not in spare]
+    return picked + spare
 
 
 class HybridRetriever:
