@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import stop_process
+
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 
@@ -182,10 +184,12 @@ def test_image_build_and_start_steps_outside_docker(tmp_path: Path) -> None:
     # The new virtualenv sees the packages already installed in .venv, so pip takes them from disk.
     base_python = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base_python, "-m", "venv", str(venv)], check=True)
-    site = Path(subprocess.check_output(
-        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-        text=True,
-    ).strip())
+    site = Path(
+        subprocess.check_output(
+            [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            text=True,
+        ).strip()
+    )
     (site / "zz_reuse_dev_venv.pth").write_text(sysconfig.get_path("purelib") + "\n")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAG_", "PIP_"))}
@@ -269,11 +273,7 @@ def test_image_build_and_start_steps_outside_docker(tmp_path: Path) -> None:
         )
         assert imported.startswith(str(venv)), imported
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
     # With the app down, the health check reports it.
     assert subprocess.run([python, *health_cmd[1:]], env=run_env).returncode == 1

@@ -25,7 +25,7 @@ import pytest
 
 from rag.config import Settings
 from rag.feedback import read_feedback
-from tests.conftest import REPO
+from tests.conftest import REPO, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -91,11 +91,7 @@ def start_app(tmp: Path, data_dir: Path, corpus_dir: Path, **env: str) -> Iterat
                 time.sleep(0.5)
         yield App(url, data_dir, log, process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")
