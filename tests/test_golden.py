@@ -1,4 +1,8 @@
-"""The golden set (evals/golden.jsonl) is well formed and every quote is really in its file."""
+"""The golden set (evals/golden.jsonl) is well formed and every quote is really in its file.
+
+The format checks (fields, quotes, ids) run on every question file in ``QUESTION_FILES``: the
+golden set and the held-out set (evals/heldout.jsonl). The rules that only concern one file (the
+golden mix, its spot checks) use ``items``; ``tests/test_heldout.py`` has the held-out set's own."""
 
 from __future__ import annotations
 
@@ -13,6 +17,27 @@ from rag.evaluation import ARTICLE, FIELDS, golden_problems, read_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "evals" / "golden.jsonl"
+HELDOUT = REPO / "evals" / "heldout.jsonl"
+QUESTION_FILES = {"golden": GOLDEN, "heldout": HELDOUT}
+# Share of each question type, for the golden set and the held-out set alike.
+MIX = {
+    "article": (0.22, 0.38),
+    "corpus": (0.22, 0.38),
+    "multi": (0.10, 0.20),
+    "unanswerable": (0.10, 0.20),
+    "followup": (0.06, 0.14),
+}
+
+
+def read_items(path: Path) -> list[dict[str, Any]]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert all(line.strip() for line in lines), f"{path.name}: no blank lines"
+    return [json.loads(line) for line in lines]
+
+
+def type_shares(items: list[dict[str, Any]]) -> dict[str, float]:
+    counts = Counter(item["type"] for item in items)
+    return {t: counts[t] / len(items) for t in MIX}
 
 
 @pytest.fixture(scope="module")
@@ -22,47 +47,47 @@ def corpus() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def items() -> list[dict[str, Any]]:
-    lines = GOLDEN.read_text(encoding="utf-8").splitlines()
-    assert all(line.strip() for line in lines), "no blank lines"
-    return [json.loads(line) for line in lines]
+    return read_items(GOLDEN)
 
 
-def test_every_item_follows_the_format(items: list[dict[str, Any]], corpus: dict[str, str]) -> None:
-    problems = [f"{item.get('id')}: {p}" for item in items for p in golden_problems(item, corpus)]
+@pytest.fixture(scope="module", params=list(QUESTION_FILES))
+def any_items(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
+    """Each question file in turn: the format checks hold for all of them."""
+    return read_items(QUESTION_FILES[request.param])
+
+
+def test_every_item_follows_the_format(any_items: list[dict[str, Any]], corpus: dict[str, str]) -> None:
+    problems = [f"{item.get('id')}: {p}" for item in any_items for p in golden_problems(item, corpus)]
     assert problems == []
 
 
-def test_field_types(items: list[dict[str, Any]]) -> None:
-    for item in items:
+def test_field_types(any_items: list[dict[str, Any]]) -> None:
+    for item in any_items:
         assert list(item) == list(FIELDS)
         assert all(isinstance(item[k], str) for k in ("id", "type", "question", "answer"))
         assert all(isinstance(item[k], list) for k in ("history", "key_facts", "sources", "evidence"))
 
 
 def test_every_evidence_quote_is_verbatim_in_its_file(
-    items: list[dict[str, Any]], corpus: dict[str, str]
+    any_items: list[dict[str, Any]], corpus: dict[str, str]
 ) -> None:
     checked = 0
-    for item in items:
+    for item in any_items:
         for source, quote in zip(item["sources"], item["evidence"], strict=True):
             assert quote in corpus[source], (item["id"], source, quote)
             checked += 1
-    assert checked >= len(items) * 0.8
+    assert checked >= len(any_items) * 0.8
 
 
-def test_ids_are_unique(items: list[dict[str, Any]]) -> None:
-    counts = Counter(item["id"] for item in items)
+def test_ids_are_unique(any_items: list[dict[str, Any]]) -> None:
+    counts = Counter(item["id"] for item in any_items)
     assert [i for i, c in counts.items() if c > 1] == []
 
 
 def test_the_mix_matches_the_issue(items: list[dict[str, Any]], corpus: dict[str, str]) -> None:
     assert len(items) >= 60
-    share = {t: c / len(items) for t, c in Counter(item["type"] for item in items).items()}
-    assert 0.22 <= share["article"] <= 0.38
-    assert 0.22 <= share["corpus"] <= 0.38
-    assert 0.10 <= share["multi"] <= 0.20
-    assert 0.10 <= share["unanswerable"] <= 0.20
-    assert 0.06 <= share["followup"] <= 0.14
+    share = type_shares(items)
+    assert {t: s for t, s in share.items() if not MIX[t][0] <= s <= MIX[t][1]} == {}
     single = {s for item in items if item["type"] == "corpus" for s in item["sources"]}
     assert len(single) >= 0.6 * (len(corpus) - 1), "single-document questions spread over most files"
 
