@@ -79,7 +79,8 @@ class LexicalIndex:
             if not mask.any():
                 return []
         k = min(k, len(self.ids))
-        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=1, weight_mask=mask)
+        # n_threads=0 scores in this thread; 1 starts a worker thread per query (0.5-3 ms here).
+        docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=0, weight_mask=mask)
         return [(self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
     def save(self, directory: Path) -> None:
