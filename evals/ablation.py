@@ -28,6 +28,7 @@ VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
     "MMR on (lambda 0.7)": ({"RAG_MMR": "true"}, False),
     "max 2 passages per file": ({"RAG_MAX_PER_SOURCE": "2"}, False),
     "route to named documents": ({"RAG_ROUTE_DOCUMENTS": "true"}, False),
+    "'the article' not routed to bylined files": ({"RAG_ROUTE_AUTHORED": "false"}, False),
     "embedded context: section only": ({"RAG_EMBED_CONTEXT": "section"}, True),
     "embedded context: none": ({"RAG_EMBED_CONTEXT": "none"}, True),
     "chunks 500/60": ({"RAG_CHUNK_SIZE": "500", "RAG_CHUNK_OVERLAP": "60"}, True),

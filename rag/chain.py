@@ -246,7 +246,10 @@ def build_chain(
         text = ""
         note = None
         first_token: float | None = None
-        if best < settings.min_relevance and not state.get("followup"):
+        # A follow-up, or a question that points at a document ("according to the article"), has
+        # its topic settled: the answerer, not the relevance threshold, decides.
+        settled = state.get("followup") or any(p.named for p in passages)
+        if best < settings.min_relevance and not settled:
             text = refusal
             yield Delta(text)
         else:

@@ -6,6 +6,7 @@ BM25 found), so the refusal threshold means the same thing whichever list found 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,9 @@ class Passage:
     similarity: float
     fused: float = 0.0
     vector: Any = field(default=None, repr=False)
+    # From a document the question points at ("the article", a title it names): the question is
+    # about this document, so a low cosine alone does not make it off-topic.
+    named: bool = False
 
     @property
     def source(self) -> str:
@@ -77,6 +81,38 @@ def fuse_passages(
     return [by_id[chunk_id] for chunk_id, _ in fused]
 
 
+# A question that points at a written piece ("according to the article", "the author says",
+# "the Diplomat op-ed") asks about a document with a byline, not about every text on its topic.
+AUTHORED_REFERENCE = re.compile(
+    r"\b(?:the|this|that)\s+(?:(?P<qualifier>[\w-]+)\s+)?"
+    r"(?:article|piece|op-?ed|essay|column|commentary|author|writer|columnist)\b",
+    re.IGNORECASE,
+)
+
+
+def authored_reference(query: str, bylines: dict[str, str]) -> list[str]:
+    """The files among ``bylines`` (file -> author, publication and title) that the question
+    points at with "the article", "the author", "the Diplomat piece"; a qualifier must occur in
+    the byline ("the Wikipedia article" does not point at an op-ed).
+
+    >>> bylines = {"op-ed.md": "jane doe, the gazette, why talk"}
+    >>> authored_reference("What does the author want?", bylines)
+    ['op-ed.md']
+    >>> authored_reference("What does the Gazette article say?", bylines)
+    ['op-ed.md']
+    >>> authored_reference("What does the Wikipedia article say?", bylines)
+    []
+    """
+    found: list[str] = []
+    for match in AUTHORED_REFERENCE.finditer(query):
+        qualifier = (match.group("qualifier") or "").casefold()
+        plain = not qualifier or qualifier in ("same", "whole", "original", "first", "opinion")
+        for source, byline in bylines.items():
+            if source not in found and (plain or re.search(rf"\b{re.escape(qualifier)}\b", byline)):
+                found.append(source)
+    return found
+
+
 def mmr_order(query: np.ndarray, vectors: np.ndarray, relevance: np.ndarray, k: int, lam: float) -> list[int]:
     """Maximal marginal relevance: pick ``k`` indices trading relevance against redundancy."""
     chosen: list[int] = []
@@ -113,6 +149,12 @@ def diversify(passages: list[Passage], k: int, per_source: int) -> list[Passage]
     return picked + spare
 
 
+def _named(passages: list[Passage]) -> list[Passage]:
+    for p in passages:
+        p.named = True
+    return passages
+
+
 class HybridRetriever:
     """Finds the ``top_k`` passages for a query.
 
@@ -134,6 +176,7 @@ class HybridRetriever:
         self.lexical = lexical
         self.titles = titles
         self.settings = settings
+        self._bylines: tuple[str, dict[str, str]] | None = None
 
     def retrieve(
         self, query: str, k: int | None = None, sources: Sequence[str] | None = None
@@ -160,14 +203,20 @@ class HybridRetriever:
         s = self.settings
         k = k or s.top_k
         fetch_k = max(s.fetch_k, k)
+        authored = s.route_authored and not sources and AUTHORED_REFERENCE.search(query)
+        bylined = authored_reference(query, self.bylines()) if authored else []
         qvec = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
         ordered = self._rank(query, qvec, sources, fetch_k)
         named = self.named_documents(query) if s.route_documents and not sources else []
         if named:
             # The question names its source(s): rank inside each named document as well, so a
             # passage of "the 2012 Factbook" is not buried under near-identical 2016 ones.
-            lists = [ordered] + [self._rank(query, qvec, [doc], k) for doc in named]
+            lists = [ordered] + [_named(self._rank(query, qvec, [doc], k)) for doc in named]
             ordered = fuse_passages(lists, s.rrf_k)
+        if bylined:
+            # "According to the article": rank inside the documents that have an author as well,
+            # so a long reference text on the same topic does not bury the opinion piece.
+            ordered = fuse_passages([ordered, _named(self._rank(query, qvec, bylined, k))], s.rrf_k)
         if s.max_per_source:
             ordered = diversify(ordered, k, s.max_per_source)
         if s.mmr and len(ordered) > k:
@@ -176,6 +225,24 @@ class HybridRetriever:
             picks = mmr_order(qvec, vectors, relevance, k, s.mmr_lambda)
             return [ordered[i] for i in picks]
         return ordered[:k]
+
+    def bylines(self) -> dict[str, str]:
+        """File -> its author, publication and title (lowercase), for the files whose front
+        matter names an author; read from the collection once per index version. Empty when
+        every file has an author (then "the article" narrows nothing)."""
+        version = self.lexical.fingerprint if self.lexical is not None else str(self.collection.count())
+        if self._bylines is None or self._bylines[0] != version:
+            metas = [m for m in self.collection.get(include=["metadatas"])["metadatas"] or [] if m]
+            found = {
+                str(m.get("source", "")): ", ".join(
+                    str(m.get(f, "")) for f in ("author", "publication", "published", "title")
+                ).casefold()
+                for m in metas
+                if m.get("author")
+            }
+            everything = {str(m.get("source", "")) for m in metas}
+            self._bylines = (version, found if set(found) != everything else {})
+        return self._bylines[1]
 
     def named_documents(self, query: str, limit: int = 3) -> list[str]:
         """Files whose title or byline the question names; none when it names no document in
