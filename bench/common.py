@@ -27,6 +27,7 @@ GOLDEN = REPO / "evals" / "golden.jsonl"
 CORPUS = REPO / "corpus"
 # Ignored by git (see .gitignore); each run works in its own folder below it.
 WORK = REPO / "bench" / ".data"
+MODELS = WORK / "models"  # shared by every run of one bench (child_env)
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -63,6 +64,9 @@ def child_env(**extra: str) -> dict[str, str]:
     """The environment for a subprocess: no developer ``RAG_*`` settings leak in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
     env.update(OFFLINE_ENV)
+    # One models folder for every run: the embedding model is converted to OpenVINO once
+    # (ingest_bench reports that step), not again in each fresh data folder.
+    env["RAG_MODEL_CACHE_DIR"] = str(MODELS)
     env.update(extra)
     return env
 

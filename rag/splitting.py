@@ -22,7 +22,7 @@ TITLE_WORDS = 8
 
 
 def split_document(
-    doc: Document, chunk_size: int, chunk_overlap: int, embed_context: str = "title"
+    doc: Document, chunk_size: int, chunk_overlap: int, embed_context: str = "full"
 ) -> list[Document]:
     """Split one loaded document into chunks with ``section``, ``chunk_id`` and ``embed_text``.
 
@@ -83,8 +83,7 @@ def embed_text(chunk: Document, context: str = "full") -> str:
     ``context`` picks the prefix: "title" (the title's first ``TITLE_WORDS`` words and the section
     path), "full" (whole title, byline, section path), "section" (section path only) or "none"
     (the passage alone); the retrieval eval compares them. Every token of the prefix is paid for
-    once per chunk at ingest, so the dense default keeps it short; BM25, where a long prefix is
-    nearly free, indexes the "full" form.
+    once per chunk at ingest; BM25, where a long prefix is nearly free, always indexes "full".
 
     In the "full" form the author and publication let "what does DePetris say..." find an opinion
     piece whose passages never name it.

@@ -135,15 +135,14 @@ def test_dense_context_keeps_the_title_short_and_bm25_keeps_it_whole() -> None:
 
     title = "22 U.S.C. Chapter 92 (Comprehensive Iran Sanctions, Accountability, and Divestment Act)"
     meta = {"source": "x.md", "title": title, "author": "A. Writer", "publication": "Weekly"}
-    chunk = split_document(Document(page_content="## Findings\n\nText.", metadata=meta), 300, 0)[-1]
+    chunk = split_document(Document(page_content="## Findings\n\nText.", metadata=meta), 300, 0, "full")[-1]
     dense, full = embed_text(chunk, "title"), embed_text(chunk, "full")
     assert dense == " ".join(title.split()[:TITLE_WORDS]) + " > Findings\nText."
     assert "A. Writer" not in dense
     assert full.startswith(f"{title} (A. Writer, Weekly) > Findings\n")
-    # The default split hashes the dense text, so ids follow what was embedded.
-    assert chunk.metadata["chunk_id"] != split_document(
-        Document(page_content="## Findings\n\nText.", metadata=meta), 300, 0, "full"
-    )[-1].metadata["chunk_id"]
+    # Ids hash the dense text, so they follow what was embedded.
+    titled = split_document(Document(page_content="## Findings\n\nText.", metadata=meta), 300, 0, "title")
+    assert titled[-1].metadata["chunk_id"] != chunk.metadata["chunk_id"]
 
 
 def test_front_matter_becomes_a_citable_card() -> None:
