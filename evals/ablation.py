@@ -29,6 +29,7 @@ VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
     "max 2 passages per file": ({"RAG_MAX_PER_SOURCE": "2"}, False),
     "route to named documents": ({"RAG_ROUTE_DOCUMENTS": "true"}, False),
     "'the article' not routed to bylined files": ({"RAG_ROUTE_AUTHORED": "false"}, False),
+    "multi-part questions not split": ({"RAG_SPLIT_QUESTIONS": "false"}, False),
     "embedded context: title (8 words), no byline": ({"RAG_EMBED_CONTEXT": "title"}, True),
     "embedded context: section only": ({"RAG_EMBED_CONTEXT": "section"}, True),
     "embedded context: none": ({"RAG_EMBED_CONTEXT": "none"}, True),

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.citations import content_tokens
 from rag.config import Settings
 from rag.lexical import LexicalIndex
 from rag.store import StoreUnavailableError
@@ -111,6 +112,50 @@ def authored_reference(query: str, bylines: dict[str, str]) -> list[str]:
             if source not in found and (plain or re.search(rf"\b{re.escape(qualifier)}\b", byline)):
                 found.append(source)
     return found
+
+
+# Where a question goes on to ask a second thing: ", and when did it join the NSG?",
+# "but how many does it have now?".
+QUESTION_PARTS = re.compile(
+    r",?\s+\b(?:and|but|while|whereas)\s+(?=(?:who|whom|whose|what|when|where|which|why|how"
+    r"|is|are|was|were|does|did|do|can|could|has|have|had|will|would|should)\b)",
+    re.IGNORECASE,
+)
+
+
+def question_parts(query: str) -> list[str]:
+    """Sub-queries for a question that asks several things, one per part; later parts are
+    followed by the first part's content words, since they often say "it" for its subject.
+    Empty when the question asks one thing.
+
+    >>> question_parts("When did South Korea join the MTCR, and when did it join the NSG?")
+    ['When did South Korea join the MTCR', 'when did it join the NSG? south korea join mtcr']
+    >>> question_parts("What share of GDP did Japan and South Korea spend on the military?")
+    []
+    """
+    parts = [part.strip(" ,;") for part in QUESTION_PARTS.split(query)]
+    parts = [part for part in parts if len(content_tokens(part)) >= 2]
+    if len(parts) < 2:
+        return []
+    context = " ".join(content_tokens(parts[0]))
+    return [parts[0]] + [f"{part} {context}" for part in parts[1:]]
+
+
+def reserve(ordered: list[Passage], picks: Sequence[Passage], k: int) -> list[Passage]:
+    """``ordered`` with each of ``picks`` moved into the first ``k`` (displacing the lowest
+    ranked passages that are not picks), the first ``k`` kept in rank order.
+
+    >>> ps = [Passage(c, "", {}, 0.0) for c in "abcd"]
+    >>> [p.chunk_id for p in reserve(ps, [ps[3]], 2)]
+    ['a', 'd', 'b', 'c']
+    """
+    rank = {p.chunk_id: i for i, p in enumerate(ordered)}
+    wanted = list({p.chunk_id: p for p in picks if p.chunk_id in rank}.values())[:k]
+    wanted_ids = {p.chunk_id for p in wanted}
+    top = [p for p in ordered if p.chunk_id not in wanted_ids][: k - len(wanted)] + wanted
+    top.sort(key=lambda p: rank[p.chunk_id])
+    top_ids = {p.chunk_id for p in top}
+    return top + [p for p in ordered if p.chunk_id not in top_ids]
 
 
 def mmr_order(query: np.ndarray, vectors: np.ndarray, relevance: np.ndarray, k: int, lam: float) -> list[int]:
@@ -217,6 +262,19 @@ class HybridRetriever:
             # "According to the article": rank inside the documents that have an author as well,
             # so a long reference text on the same topic does not bury the opinion piece.
             ordered = fuse_passages([ordered, _named(self._rank(query, qvec, bylined, k))], s.rrf_k)
+        parts = question_parts(query) if s.split_questions and not sources else []
+        if parts:
+            # A question that asks two things (often of two documents): rank each part on its
+            # own too, and keep the best passage for each part in the top k.
+            lists = [ordered]
+            for part in parts:
+                vector = np.asarray(self.embeddings.embed_query(part), dtype=np.float32)
+                ranked = self._rank(part, vector, None, k)
+                for p in ranked:  # the similarity stays the one to the whole question
+                    p.similarity = float(p.vector @ qvec) / (float(np.linalg.norm(qvec)) or 1.0)
+                lists.append(ranked)
+            ordered = fuse_passages(lists, s.rrf_k)
+            ordered = reserve(ordered, [ranked[0] for ranked in lists[1:] if ranked], k)
         if s.max_per_source:
             ordered = diversify(ordered, k, s.max_per_source)
         if s.mmr and len(ordered) > k:

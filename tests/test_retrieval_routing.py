@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rag.components import open_index
 from rag.config import Settings
 from rag.ingest import ingest
-from rag.retrieval import HybridRetriever, authored_reference
+from rag.retrieval import HybridRetriever, Passage, authored_reference, question_parts, reserve
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings, write_corpus
 
@@ -122,3 +123,57 @@ def test_an_article_question_is_not_refused_for_a_low_cosine_alone(
     assert assistant.ask("What did the Security Council diplomats meet on?").refused
     r.settings = strict.model_copy(update={"route_authored": False})
     assert assistant.ask(QUESTION).refused
+
+
+TWO_PART = "When did South Korea join the MTCR, and when did it join the Nuclear Suppliers Group?"
+
+
+def test_each_part_of_a_two_part_question_gets_a_place_in_the_top_k(
+    retriever: tuple[HybridRetriever, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, settings = retriever
+    # Scripted rankings: the whole question and its first part find only MTCR passages; the
+    # second part finds the NSG passage first.
+    vector = np.zeros(r.embeddings.dim, dtype=np.float32)  # type: ignore[attr-defined]
+    vector[0] = 1.0
+
+    def passage(chunk_id: str) -> Passage:
+        return Passage(chunk_id, chunk_id, {"source": chunk_id[:4] + ".md"}, 0.0, vector=vector)
+
+    def rank(query: str, qvec: np.ndarray, sources: object, fetch_k: int) -> list[Passage]:
+        if "Nuclear Suppliers Group" in query and "," not in query:
+            return [passage("nsg-1"), passage("mtcr-1")]
+        return [passage(f"mtcr-{i}") for i in range(1, 6)]
+
+    monkeypatch.setattr(r, "_rank", rank)
+    r.settings = settings.model_copy(update={"split_questions": False})
+    assert [p.chunk_id for p in r.retrieve(TWO_PART)] == ["mtcr-1", "mtcr-2", "mtcr-3"]
+    r.settings = settings.model_copy(update={"split_questions": True})
+    top = r.retrieve(TWO_PART)
+    assert [p.chunk_id for p in top] == ["mtcr-1", "mtcr-2", "nsg-1"]
+    whole = np.asarray(r.embeddings.embed_query(TWO_PART))
+    # The similarity stays the one to the whole question (the refusal threshold reads it).
+    assert top[2].similarity == pytest.approx(float(whole[0]) / float(np.linalg.norm(whole)))
+
+
+@pytest.mark.parametrize(
+    ("question", "parts"),
+    [
+        ("Who set up KEDO, and which of them paid the most?", 2),
+        ("How many votes does a resolution need, and can one country stop it?", 2),
+        ("What is the voting age in North Korea and South Korea?", 0),
+        ("Why did the talks fail?", 0),
+    ],
+)
+def test_question_parts(question: str, parts: int) -> None:
+    found = question_parts(question)
+    assert len(found) == parts
+    if found:
+        assert found[0] in question and found[1].startswith(("which", "can"))
+
+
+def test_reserve_keeps_every_pick_in_the_top_k_in_rank_order() -> None:
+    ps = [Passage(c, "", {}, 0.0) for c in "abcdef"]
+    out = reserve(ps, [ps[5], ps[4], ps[0]], 3)
+    assert [p.chunk_id for p in out] == ["a", "e", "f", "b", "c", "d"]
+    assert [p.chunk_id for p in reserve(ps, [], 3)] == list("abcdef")
