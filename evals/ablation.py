@@ -34,6 +34,7 @@ VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
     "embedded context: section only": ({"RAG_EMBED_CONTEXT": "section"}, True),
     "embedded context: none": ({"RAG_EMBED_CONTEXT": "none"}, True),
     "chunks 500/60": ({"RAG_CHUNK_SIZE": "500", "RAG_CHUNK_OVERLAP": "60"}, True),
+    "chunks 800/100": ({"RAG_CHUNK_SIZE": "800", "RAG_CHUNK_OVERLAP": "100"}, True),
     "chunks 1200/150": ({"RAG_CHUNK_SIZE": "1200", "RAG_CHUNK_OVERLAP": "150"}, True),
 }
 METRICS = [

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 KS: tuple[int, ...] = (1, 3, 5, 10)
 # A quote cut by a chunk boundary still counts when one chunk holds this share of it. With the
-# default 800/100 chunking the better half of a cut 250-character quote holds at least 70% of it.
+# default 900/150 chunking the better half of a cut 250-character quote holds at least 70% of it.
 MIN_QUOTE_SHARE = 0.67
 # Below this length a partial quote ("2,495") means nothing: short quotes must match whole.
 MIN_PARTIAL_QUOTE_CHARS = 40
