@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from openvino import CompiledModel
 
 IR_NAME = "encoder.xml"
+log = logging.getLogger(__name__)
 
 
 class UnsupportedModelError(Exception):
@@ -102,8 +104,9 @@ class OpenVINOEmbeddings(Embeddings):
         cls, model_dir: Path, cache_dir: Path, *, bf16: bool, streams: int, batch_size: int = 16
     ) -> OpenVINOEmbeddings:
         """Read (converting on first use) and compile the encoder of the model in ``model_dir``."""
-        import openvino as ov
         from tokenizers import Tokenizer
+
+        ov = _openvino()
 
         layout = ModelLayout.read(model_dir)
         tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
@@ -125,7 +128,7 @@ class OpenVINOEmbeddings(Embeddings):
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        from openvino import AsyncInferQueue
+        AsyncInferQueue = _openvino().AsyncInferQueue  # noqa: N806 - the class, under its own name
 
         ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -188,8 +191,7 @@ def ensure_ir(model_dir: Path, cache_dir: Path) -> Path:
     model or runtime gets a fresh conversion. Conversion writes to a temporary folder that is
     renamed into place, so a second process never reads a half-written file.
     """
-    import openvino as ov
-
+    ov = _openvino()
     target = cache_dir / _ir_key(model_dir, ov.__version__)
     if (target / IR_NAME).is_file():
         return target / IR_NAME
@@ -208,7 +210,6 @@ def ensure_ir(model_dir: Path, cache_dir: Path) -> Path:
 
 
 def _convert(model_dir: Path) -> Any:
-    import openvino as ov
     import torch
     import transformers
     from transformers import AutoModel
@@ -223,26 +224,26 @@ def _convert(model_dir: Path) -> Any:
     if "token_type_ids" in model.forward.__code__.co_varnames:
         example["token_type_ids"] = torch.zeros((2, 8), dtype=torch.long)
     # Batch and length stay dynamic; output 0 is the token states (pooling runs in numpy).
-    with torch.no_grad(), _no_telemetry(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracing warnings about the model's Python branches
-        return ov.convert_model(model, example_input=example)
+        return _openvino().convert_model(model, example_input=example)
 
 
-@contextmanager
-def _no_telemetry() -> Iterator[None]:
-    """OpenVINO's converter reports usage to Google Analytics unless the user opted out or it
-    runs in CI (its ``disable_in_ci`` check reads ``CI=true``). We promise an offline app that
-    sends nothing anywhere, so conversion runs with ``CI=true``; the variable is put back after.
+def _openvino() -> ModuleType:
+    """``import openvino`` with its usage telemetry unavailable.
+
+    Importing OpenVINO reports an "import" event to Google Analytics, and converting a model
+    reports more, unless the user opted out in ``~/intel``; an app that promises to run offline
+    and send nothing anywhere must not do that. OpenVINO's tools fall back to a no-op stub when
+    ``openvino_telemetry`` cannot be imported, so it is made unimportable before the first import.
     """
-    before = os.environ.get("CI")
-    os.environ["CI"] = "true"
-    try:
-        yield
-    finally:
-        if before is None:
-            os.environ.pop("CI", None)
-        else:
-            os.environ["CI"] = before
+    if "openvino" not in sys.modules:
+        sys.modules.setdefault("openvino_telemetry", None)  # type: ignore[arg-type]
+    elif sys.modules.get("openvino_telemetry") is not None:
+        log.warning("OpenVINO was imported elsewhere first; its telemetry may be active")
+    import openvino
+
+    return openvino
 
 
 def _ir_key(model_dir: Path, runtime: str) -> str:
