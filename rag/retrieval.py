@@ -194,6 +194,19 @@ def diversify(passages: list[Passage], k: int, per_source: int) -> list[Passage]
     return picked + spare
 
 
+@dataclass
+class _Bylined:
+    """The files with an author in their front matter, and (when few enough) their chunks, so a
+    question about "the article" is ranked inside them without another trip to Chroma."""
+
+    version: str
+    bylines: dict[str, str]
+    chunks: list[Passage] | None  # None: too many to keep in memory, search Chroma instead
+
+    # Beyond this many chunks the bylined files are searched in Chroma.
+    MAX_CACHED = 5000
+
+
 def _named(passages: list[Passage]) -> list[Passage]:
     for p in passages:
         p.named = True
@@ -221,7 +234,7 @@ class HybridRetriever:
         self.lexical = lexical
         self.titles = titles
         self.settings = settings
-        self._bylines: tuple[str, dict[str, str]] | None = None
+        self._bylines: _Bylined | None = None
 
     def retrieve(
         self, query: str, k: int | None = None, sources: Sequence[str] | None = None
@@ -261,7 +274,7 @@ class HybridRetriever:
         if bylined:
             # "According to the article": rank inside the documents that have an author as well,
             # so a long reference text on the same topic does not bury the opinion piece.
-            ordered = fuse_passages([ordered, _named(self._rank(query, qvec, bylined, k))], s.rrf_k)
+            ordered = fuse_passages([ordered, _named(self._rank_bylined(query, qvec, bylined, k))], s.rrf_k)
         parts = question_parts(query) if s.split_questions and not sources else []
         if parts:
             # A question that asks two things (often of two documents): rank each part on its
@@ -288,8 +301,11 @@ class HybridRetriever:
         """File -> its author, publication and title (lowercase), for the files whose front
         matter names an author; read from the collection once per index version. Empty when
         every file has an author (then "the article" narrows nothing)."""
+        return self._bylined().bylines
+
+    def _bylined(self) -> _Bylined:
         version = self.lexical.fingerprint if self.lexical is not None else str(self.collection.count())
-        if self._bylines is None or self._bylines[0] != version:
+        if self._bylines is None or self._bylines.version != version:
             metas = [m for m in self.collection.get(include=["metadatas"])["metadatas"] or [] if m]
             found = {
                 str(m.get("source", "")): ", ".join(
@@ -298,9 +314,46 @@ class HybridRetriever:
                 for m in metas
                 if m.get("author")
             }
-            everything = {str(m.get("source", "")) for m in metas}
-            self._bylines = (version, found if set(found) != everything else {})
-        return self._bylines[1]
+            if set(found) == {str(m.get("source", "")) for m in metas}:
+                found = {}
+            count = sum(1 for m in metas if str(m.get("source", "")) in found)
+            chunks = None
+            if found and count <= _Bylined.MAX_CACHED:
+                where: Any = {"source": {"$in": sorted(found)}}
+                got = self.collection.get(where=where, include=["documents", "metadatas", "embeddings"])
+                vectors = got["embeddings"] if got["embeddings"] is not None else []
+                zero = np.zeros(len(vectors[0]) if len(vectors) else 1, dtype=np.float32)
+                chunks = [
+                    self._passage(
+                        cid, (got["documents"] or [])[i], (got["metadatas"] or [])[i], vectors[i], zero
+                    )
+                    for i, cid in enumerate(got["ids"])
+                ]
+            self._bylines = _Bylined(version, found, chunks)
+        return self._bylines
+
+    def _rank_bylined(self, query: str, qvec: np.ndarray, sources: Sequence[str], k: int) -> list[Passage]:
+        """``_rank`` inside the bylined ``sources``, from the cached chunks when there are any."""
+        cached = self._bylined().chunks
+        if cached is None:
+            return self._rank(query, qvec, sources, k)
+        wanted = set(sources)
+        chunks = [p for p in cached if p.source in wanted]
+        if not chunks:
+            return []
+        unit = qvec / (float(np.linalg.norm(qvec)) or 1.0)
+        sims = np.stack([p.vector for p in chunks]) @ unit
+        found = {
+            p.chunk_id: Passage(p.chunk_id, p.text, p.metadata, float(sim), vector=p.vector)
+            for p, sim in zip(chunks, sims, strict=True)
+        }
+        dense = [chunks[i].chunk_id for i in np.argsort(-sims, kind="stable")[:k]]
+        rankings = [dense]
+        s = self.settings
+        if s.hybrid and self.lexical is not None:
+            rankings.append([cid for cid, _ in self.lexical.search(query, k, set(found)) if cid in found])
+        weights = [1.0, s.bm25_weight][: len(rankings)]
+        return fuse_passages([[found[cid] for cid in ranking] for ranking in rankings], s.rrf_k, weights)
 
     def named_documents(self, query: str, limit: int = 3) -> list[str]:
         """Files whose title or byline the question names; none when it names no document in

@@ -177,3 +177,22 @@ def test_reserve_keeps_every_pick_in_the_top_k_in_rank_order() -> None:
     out = reserve(ps, [ps[5], ps[4], ps[0]], 3)
     assert [p.chunk_id for p in out] == ["a", "e", "f", "b", "c", "d"]
     assert [p.chunk_id for p in reserve(ps, [], 3)] == list("abcdef")
+
+
+def test_bylined_ranking_from_memory_matches_the_chroma_search(
+    retriever: tuple[HybridRetriever, Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r, settings = retriever
+    r.settings = settings.model_copy(update={"route_authored": True})
+    qvec = np.asarray(r.embeddings.embed_query(QUESTION), dtype=np.float32)
+    from_chroma = r._rank(QUESTION, qvec, ["op-ed.md"], 3)
+    from_memory = r._rank_bylined(QUESTION, qvec, ["op-ed.md"], 3)
+    assert [p.chunk_id for p in from_memory] == [p.chunk_id for p in from_chroma]
+    assert [p.similarity for p in from_memory] == pytest.approx([p.similarity for p in from_chroma], abs=1e-5)
+    # Too many bylined chunks to keep: the same ranking comes from Chroma.
+    monkeypatch.setattr("rag.retrieval._Bylined.MAX_CACHED", 0)
+    r._bylines = None
+    assert r._bylined().chunks is None
+    assert [p.chunk_id for p in r._rank_bylined(QUESTION, qvec, ["op-ed.md"], 3)] == [
+        p.chunk_id for p in from_chroma
+    ]
