@@ -133,17 +133,29 @@ class OpenVINOEmbeddings(Embeddings):
         ids = [e.ids for e in self.tokenizer.encode_batch(list(texts))]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         out = np.zeros((len(texts), self.layout.dim), dtype=np.float32)
+        filled = np.zeros(len(texts), dtype=bool)
+        errors: list[BaseException] = []
         queue = AsyncInferQueue(self.compiled, self.streams)
 
         def done(request: Any, rows: list[int]) -> None:
-            mask = request.get_tensor("attention_mask").data
-            out[rows] = self._pool(request.get_output_tensor(0).data, mask)
+            # Runs on OpenVINO's threads, where an exception would only be printed: keep it, and
+            # never let a batch that failed leave zero vectors behind unnoticed.
+            try:
+                mask = request.get_tensor("attention_mask").data
+                out[rows] = self._pool(request.get_output_tensor(0).data, mask)
+                filled[rows] = True
+            except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+                errors.append(exc)
 
         queue.set_callback(done)
         for start in range(0, len(order), self.batch_size):
             rows = order[start : start + self.batch_size]
             queue.start_async(self._feed([ids[i] for i in rows]), rows)
         queue.wait_all()
+        if errors:
+            raise RuntimeError(f"embedding failed: {errors[0]}") from errors[0]
+        if not filled.all():
+            raise RuntimeError(f"embedding returned no vector for {int((~filled).sum())} texts")
         return out.tolist()
 
     def embed_query(self, text: str) -> list[float]:

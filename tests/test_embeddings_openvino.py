@@ -88,6 +88,43 @@ def test_mean_pooling_ignores_padding_and_normalises() -> None:
     assert emb._pool(hidden, mask).tolist() == [[3.0, 0.0]]
 
 
+class _FailingRequest:
+    def get_tensor(self, name: str) -> object:
+        raise OSError("device lost")
+
+
+def test_a_batch_that_fails_raises_instead_of_leaving_zero_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag import embeddings_openvino
+
+    class FakeQueue:
+        def __init__(self, compiled: object, jobs: int) -> None:
+            self.callback: object = None
+
+        def set_callback(self, callback: object) -> None:
+            self.callback = callback
+
+        def start_async(self, feed: object, rows: list[int]) -> None:
+            self.callback(_FailingRequest(), rows)  # type: ignore[operator]
+
+        def wait_all(self) -> None:
+            pass
+
+    class FakeOpenVINO:
+        AsyncInferQueue = FakeQueue
+
+    class FakeTokenizer:
+        def encode_batch(self, texts: list[str]) -> list[object]:
+            return [type("Enc", (), {"ids": [101, 7, 102]})() for _ in texts]
+
+    monkeypatch.setattr(embeddings_openvino, "_openvino", lambda: FakeOpenVINO)
+    emb = OpenVINOEmbeddings.__new__(OpenVINOEmbeddings)
+    emb.layout = ModelLayout(max_length=16, pooling="mean", normalize=True, dim=2)
+    emb.tokenizer, emb.compiled, emb.batch_size, emb.streams = FakeTokenizer(), None, 2, 2
+    emb._inputs = {"input_ids", "attention_mask"}
+    with pytest.raises(RuntimeError, match="device lost"):
+        emb.embed_documents(["a", "b", "c"])
+
+
 # --- with the real bundled model ---------------------------------------------------------------
 
 
