@@ -83,6 +83,12 @@ def build_embeddings(settings: Settings) -> Embeddings:
             if settings.embedding_backend == "openvino":
                 raise ValueError(f"OpenVINO cannot run {settings.embedding_model!r}: {exc}") from exc
             log.info("embedding with PyTorch: %s", exc)
+        except Exception as exc:
+            # A read-only models folder, a CPU or platform OpenVINO does not support: the PyTorch
+            # backend gives the same vectors, only slower.
+            if settings.embedding_backend == "openvino":
+                raise
+            log.warning("OpenVINO could not load the embedding model (%s); using PyTorch", exc)
     return _torch_embeddings(settings)
 
 

@@ -77,6 +77,23 @@ def test_forcing_openvino_on_an_unsupported_model_is_a_clear_error(tmp_path: Pat
         build_embeddings(settings)
 
 
+def test_auto_falls_back_to_pytorch_when_openvino_cannot_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.embeddings as embeddings
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise OSError("read-only file system")
+
+    monkeypatch.setattr(OpenVINOEmbeddings, "load", broken)
+    monkeypatch.setattr(embeddings, "_torch_embeddings", lambda settings: "pytorch")
+    auto = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    assert embeddings.build_embeddings(auto) == "pytorch"
+    forced = auto.model_copy(update={"embedding_backend": "openvino"})
+    with pytest.raises(OSError, match="read-only"):
+        embeddings.build_embeddings(forced)
+
+
 def test_mean_pooling_ignores_padding_and_normalises() -> None:
     layout = ModelLayout(max_length=16, pooling="mean", normalize=True, dim=2)
     emb = OpenVINOEmbeddings.__new__(OpenVINOEmbeddings)
