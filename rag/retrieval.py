@@ -115,9 +115,10 @@ def authored_reference(query: str, bylines: dict[str, str]) -> list[str]:
 
 
 # Where a question goes on to ask a second thing: ", and when did it join the NSG?",
-# "but how many does it have now?".
+# "but how many does it have now?". Not after a full stop: "What is X? And Y?" is a follow-up
+# joined to its question by the condenser, whose later part needs the earlier one.
 QUESTION_PARTS = re.compile(
-    r",?\s+\b(?:and|but|while|whereas)\s+(?=(?:who|whom|whose|what|when|where|which|why|how"
+    r"(?<![.?!]),?\s+\b(?:and|but|while|whereas)\s+(?=(?:who|whom|whose|what|when|where|which|why|how"
     r"|is|are|was|were|does|did|do|can|could|has|have|had|will|would|should)\b)",
     re.IGNORECASE,
 )
@@ -131,6 +132,8 @@ def question_parts(query: str) -> list[str]:
     >>> question_parts("When did South Korea join the MTCR, and when did it join the NSG?")
     ['When did South Korea join the MTCR', 'when did it join the NSG? south korea join mtcr']
     >>> question_parts("What share of GDP did Japan and South Korea spend on the military?")
+    []
+    >>> question_parts("What is the capital of Japan? And how many people live in the capital?")
     []
     """
     parts = [part.strip(" ,;") for part in QUESTION_PARTS.split(query)]
