@@ -347,7 +347,7 @@ class HybridRetriever:
         unit = qvec / (float(np.linalg.norm(qvec)) or 1.0)
         sims = np.stack([p.vector for p in chunks]) @ unit
         found = {
-            p.chunk_id: Passage(p.chunk_id, p.text, p.metadata, float(sim), vector=p.vector)
+            p.chunk_id: Passage(p.chunk_id, p.text, dict(p.metadata), float(sim), vector=p.vector)
             for p, sim in zip(chunks, sims, strict=True)
         }
         dense = [chunks[i].chunk_id for i in np.argsort(-sims, kind="stable")[:k]]

@@ -189,6 +189,10 @@ def test_bylined_ranking_from_memory_matches_the_chroma_search(
     from_memory = r._rank_bylined(QUESTION, qvec, ["op-ed.md"], 3)
     assert [p.chunk_id for p in from_memory] == [p.chunk_id for p in from_chroma]
     assert [p.similarity for p in from_memory] == pytest.approx([p.similarity for p in from_chroma], abs=1e-5)
+    from_memory[0].metadata["source"] = "changed by a caller"
+    again = r._rank_bylined(QUESTION, qvec, ["op-ed.md"], 3)
+    assert [p.chunk_id for p in again] == [p.chunk_id for p in from_chroma]
+    assert all(p.source == "op-ed.md" for p in again)
     # Too many bylined chunks to keep: the same ranking comes from Chroma.
     monkeypatch.setattr("rag.retrieval._Bylined.MAX_CACHED", 0)
     r._bylines = None
