@@ -43,7 +43,13 @@ def main() -> int:
     from rag.embeddings import build_embeddings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--questions", type=Path, default=Path("evals/golden.jsonl"))
+    parser.add_argument(
+        "--questions", type=Path, nargs="+", default=[Path("evals/golden.jsonl"), Path("evals/heldout.jsonl")]
+    )
+    # The lowest answerable score is a sample minimum: the held-out set's paraphrases scored 0.07
+    # below the golden set's (2026-11-27), so the passage threshold keeps a wider margin.
+    parser.add_argument("--passage-margin", type=float, default=0.05)
+    parser.add_argument("--sentence-margin", type=float, default=0.01)
     parser.add_argument("--out", type=Path, default=Path("evals/calibration.md"))
     args = parser.parse_args()
 
@@ -63,7 +69,8 @@ def main() -> int:
         return best_passage, extractive.best_score(question, passages)
 
     groups: dict[str, list[tuple[float, float]]] = {"answerable": [], "unanswerable": [], "off-topic": []}
-    for line in args.questions.read_text().splitlines():
+    lines_in = [line for path in args.questions for line in path.read_text().splitlines()]
+    for line in lines_in:
         if line.strip():
             item = json.loads(line)
             group = "unanswerable" if item.get("type") == "unanswerable" else "answerable"
@@ -74,7 +81,8 @@ def main() -> int:
     lines = [
         "# Refusal calibration",
         "",
-        f"{datetime.now(UTC).date()}, questions `{args.questions}` plus {len(OFF_TOPIC)} off-topic"
+        f"{datetime.now(UTC).date()}, questions {', '.join(f'`{q}`' for q in args.questions)}"
+        f" plus {len(OFF_TOPIC)} off-topic"
         f" questions (in `evals/calibrate.py`); settings: top_k {settings.top_k}, hybrid"
         f" {settings.hybrid}, chunks {settings.chunk_size}/{settings.chunk_overlap}.",
         "",
@@ -93,16 +101,17 @@ def main() -> int:
     answerable = np.array(groups["answerable"])
     off = np.array(groups["off-topic"])
     unanswerable = np.array(groups["unanswerable"])
-    # The highest thresholds that still refuse no answerable golden question, with a margin.
-    passage_t = float(np.floor((np.nanmin(answerable[:, 0]) - 0.01) * 100) / 100)
-    sentence_t = float(np.floor((answerable[:, 1].min() - 0.01) * 100) / 100)
+    # The highest thresholds that still refuse no answerable question, with a margin.
+    passage_t = float(np.floor((np.nanmin(answerable[:, 0]) - args.passage_margin) * 100) / 100)
+    sentence_t = float(np.floor((answerable[:, 1].min() - args.sentence_margin) * 100) / 100)
     refused_off = np.mean((off[:, 0] < passage_t) | (off[:, 1] < sentence_t))
     refused_un = np.mean((unanswerable[:, 0] < passage_t) | (unanswerable[:, 1] < sentence_t))
     lines += [
         "",
-        f"Highest thresholds that refuse no answerable question (minus 0.01): best passage cosine"
+        f"Highest thresholds that refuse no answerable question (minus {args.passage_margin} and"
+        f" {args.sentence_margin}): best passage cosine"
         f" **{passage_t:.2f}**, best sentence score **{sentence_t:.2f}**. With both, off-topic"
-        f" questions refused: {refused_off:.0%}; unanswerable golden questions refused:"
+        f" questions refused: {refused_off:.0%}; unanswerable questions refused:"
         f" {refused_un:.0%}. On-topic questions whose answer is missing score like answerable ones:"
         " without an LLM they are not separable by these scores, which is why the generated"
         " answerers are asked to refuse and every sentence is checked against its passage.",
