@@ -309,7 +309,7 @@ class HybridRetriever:
     def _bylined(self) -> _Bylined:
         version = self.lexical.fingerprint if self.lexical is not None else str(self.collection.count())
         if self._bylines is None or self._bylines.version != version:
-            metas = [m for m in self.collection.get(include=["metadatas"])["metadatas"] or [] if m]
+            metas = _all_metadatas(self.collection)
             found = {
                 str(m.get("source", "")): ", ".join(
                     str(m.get(f, "")) for f in ("author", "publication", "published", "title")
@@ -429,3 +429,17 @@ class HybridRetriever:
         norm = float(np.linalg.norm(vec)) or 1.0
         similarity = float(vec @ qvec) / (norm * (float(np.linalg.norm(qvec)) or 1.0))
         return Passage(chunk_id, str(text or ""), dict(meta or {}), similarity, vector=vec / norm)
+
+
+def _all_metadatas(collection: Collection, page: int = 5000) -> list[dict[str, Any]]:
+    """Every chunk's metadata, read a page at a time: one ``get`` of a whole large collection
+    fails in Chroma ("too many SQL variables" at 100k chunks, bench/scale_bench.py)."""
+    out: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        got = collection.get(include=["metadatas"], limit=page, offset=offset)
+        metas = got["metadatas"] or []
+        out += [dict(m) for m in metas if m]
+        if len(got["ids"]) < page:
+            return out
+        offset += page

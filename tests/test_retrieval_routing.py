@@ -79,6 +79,18 @@ def test_bylines_come_from_the_front_matter(
     assert "jane writer" in r.bylines()["op-ed.md"]
 
 
+def test_metadata_is_read_a_page_at_a_time(retriever: tuple[HybridRetriever, Settings]) -> None:
+    # One get() of a whole 100k-chunk collection fails in Chroma; paging must still see every chunk.
+    from rag.retrieval import _all_metadatas
+
+    r, _ = retriever
+    total = r.collection.count()
+    assert total > 5
+    metas = _all_metadatas(r.collection, page=2)
+    assert len(metas) == total
+    assert {m["source"] for m in metas} == {"op-ed.md", "reference.md"}
+
+
 @pytest.mark.parametrize(
     ("question", "expected"),
     [
