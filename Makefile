@@ -50,6 +50,7 @@ unit: install-dev
 test: install-dev apt-test lint test-llm
 	$(BIN)/python -m pytest
 	$(RAG) eval --gate evals/thresholds.json --out .rag/eval-ci
+	$(RAG) eval --gate evals/thresholds-heldout.json --questions evals/heldout.jsonl --out .rag/eval-ci-heldout
 
 eval: install-dev
 	$(RAG) eval --out evals/out
