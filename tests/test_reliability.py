@@ -221,7 +221,9 @@ def test_ingest_killed_mid_embedding_is_completed_by_the_next_run(tmp_path: Path
 @pytest.mark.integration
 def test_real_model_ingest_killed_mid_embedding_is_completed(tmp_path: Path, real_embeddings: Any) -> None:
     settings = make_settings(tmp_path, min_relevance=0.25)
-    generated_corpus(settings.corpus_dir, files=36)  # 288 chunks: two batches
+    # 960 chunks, four batches: OpenVINO embeds a batch in about a second, so the kill lands while
+    # later batches are still to come (with 36 files the run sometimes finished first).
+    generated_corpus(settings.corpus_dir, files=120)
     kill_mid_ingest_then_complete(settings, real_embeddings, fake_model=False)
 
 
