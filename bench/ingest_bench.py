@@ -107,9 +107,9 @@ def convert_worker() -> dict[str, Any]:
     from rag.embeddings_openvino import ensure_ir
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
-    shutil.rmtree(settings.models_dir / "openvino", ignore_errors=True)
+    shutil.rmtree(settings.openvino_dir, ignore_errors=True)
     started = time.perf_counter()
-    ensure_ir(resolve_model_path(settings.embedding_model), settings.models_dir / "openvino")
+    ensure_ir(resolve_model_path(settings.embedding_model), settings.openvino_dir)
     return {"seconds": round(time.perf_counter() - started, 2)}
 
 
@@ -227,26 +227,27 @@ def run(work: Path, *, quality: bool = True) -> dict[str, Any]:
     """The whole ingest benchmark; ``work`` is a scratch folder. Returns the results section."""
     result: dict[str, Any] = {"date": now_iso(), "loadavg_before": loadavg()}
     result["corpus_chars"] = corpus_chars()
+
+    def throughput(item: dict[str, Any]) -> dict[str, Any]:
+        item["chunks_per_s"] = round(item["chunks"] / item["seconds"], 1)
+        item["kchars_per_s"] = round(result["corpus_chars"] / item["seconds"] / 1000, 1)
+        return item
+
     log("ingest: peer pipeline (LangChain tutorial)")
-    peer = run_worker("ingest_bench", "--worker", "peer", "--data", str(work / "peer"))
+    peer = throughput(run_worker("ingest_bench", "--worker", "peer", "--data", str(work / "peer")))
     log(f"  peer: {peer['chunks']} chunks in {peer['seconds']} s")
     log("ingest: converting the embedding model to OpenVINO (once per models folder)")
     result["openvino_conversion"] = run_worker("ingest_bench", "--worker", "convert")
     log(f"  {result['openvino_conversion']['seconds']} s")
 
     def ours_run(name: str, *extra: str) -> dict[str, Any]:
-        out = run_worker("ingest_bench", "--worker", "ours", "--data", str(work / name), *extra)
-        out["chunks_per_s"] = round(out["chunks"] / out["seconds"], 1)
-        out["kchars_per_s"] = round(result["corpus_chars"] / out["seconds"] / 1000, 1)
+        out = throughput(run_worker("ingest_bench", "--worker", "ours", "--data", str(work / name), *extra))
         log(f"  {name}: {out['chunks']} chunks in {out['seconds']} s ({out['backend']}, {out['precision']})")
         return out
 
     log("ingest: rag.ingest (defaults)")
     ours_dir = work / "ours"
     ours = ours_run("ours")
-    for item in (peer, ours):
-        item["chunks_per_s"] = round(item["chunks"] / item["seconds"], 1)
-        item["kchars_per_s"] = round(result["corpus_chars"] / item["seconds"] / 1000, 1)
     result["peer"], result["ours"] = peer, ours
     result["speedup_chunks_per_s"] = round(ours["chunks_per_s"] / peer["chunks_per_s"], 2)
     result["speedup_chars_per_s"] = round(peer["seconds"] / ours["seconds"], 2)

@@ -179,6 +179,11 @@ class Settings(BaseSettings):
     def models_dir(self) -> Path:
         return self.model_cache_dir or self.data_dir / "models"
 
+    @property
+    def openvino_dir(self) -> Path:
+        """The embedding model converted to OpenVINO (rag.embeddings_openvino.ensure_ir)."""
+        return self.models_dir / "openvino"
+
     def public_dict(self) -> dict[str, Any]:
         """The effective settings with secrets masked, for ``rag config`` and reports."""
         out: dict[str, Any] = {}

@@ -74,7 +74,7 @@ def build_embeddings(settings: Settings) -> Embeddings:
         try:
             return OpenVINOEmbeddings.load(
                 resolve_model_path(settings.embedding_model),
-                settings.models_dir / "openvino",
+                settings.openvino_dir,
                 bf16=use_bf16(settings.embedding_precision),
                 streams=len(os.sched_getaffinity(0)),
                 batch_size=settings.embedding_batch_size,

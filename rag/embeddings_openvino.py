@@ -120,7 +120,8 @@ class OpenVINOEmbeddings(Embeddings):
             "PERFORMANCE_HINT": "THROUGHPUT",
             "NUM_STREAMS": str(max(1, streams)),
         }
-        compiled = ov.Core().compile_model(ov.Core().read_model(ir), "CPU", config)
+        core = ov.Core()
+        compiled = core.compile_model(core.read_model(ir), "CPU", config)
         return cls(compiled, tokenizer, layout, batch_size=batch_size, streams=streams)
 
     # --- LangChain Embeddings ------------------------------------------------------------------
