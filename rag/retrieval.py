@@ -266,7 +266,7 @@ class HybridRetriever:
         fetch_k = max(s.fetch_k, k)
         authored = s.route_authored and not sources and AUTHORED_REFERENCE.search(query)
         bylined = authored_reference(query, self.bylines()) if authored else []
-        qvec = np.asarray(self.embeddings.embed_query(query), dtype=np.float32)
+        qvec = _unit(self.embeddings.embed_query(query))
         ordered = self._rank(query, qvec, sources, fetch_k)
         named = self.named_documents(query) if s.route_documents and not sources else []
         if named:
@@ -284,10 +284,9 @@ class HybridRetriever:
             # own too, and keep the best passage for each part in the top k.
             lists = [ordered]
             for part in parts:
-                vector = np.asarray(self.embeddings.embed_query(part), dtype=np.float32)
-                ranked = self._rank(part, vector, None, k)
+                ranked = self._rank(part, _unit(self.embeddings.embed_query(part)), None, k)
                 for p in ranked:  # the similarity stays the one to the whole question
-                    p.similarity = float(p.vector @ qvec) / (float(np.linalg.norm(qvec)) or 1.0)
+                    p.similarity = float(p.vector @ qvec)
                 lists.append(ranked)
             ordered = fuse_passages(lists, s.rrf_k)
             ordered = reserve(ordered, [ranked[0] for ranked in lists[1:] if ranked], k)
@@ -344,8 +343,7 @@ class HybridRetriever:
         chunks = [p for p in cached if p.source in wanted]
         if not chunks:
             return []
-        unit = qvec / (float(np.linalg.norm(qvec)) or 1.0)
-        sims = np.stack([p.vector for p in chunks]) @ unit
+        sims = np.stack([p.vector for p in chunks]) @ qvec
         found = {
             p.chunk_id: Passage(p.chunk_id, p.text, dict(p.metadata), float(sim), vector=p.vector)
             for p, sim in zip(chunks, sims, strict=True)
@@ -425,10 +423,18 @@ class HybridRetriever:
 
     @staticmethod
     def _passage(chunk_id: str, text: Any, meta: Any, vector: Any, qvec: np.ndarray) -> Passage:
+        """``qvec`` is the question's unit vector (``_unit``), so a dot product is the cosine."""
         vec = np.asarray(vector, dtype=np.float32)
         norm = float(np.linalg.norm(vec)) or 1.0
-        similarity = float(vec @ qvec) / (norm * (float(np.linalg.norm(qvec)) or 1.0))
+        similarity = float(vec @ qvec) / norm
         return Passage(chunk_id, str(text or ""), dict(meta or {}), similarity, vector=vec / norm)
+
+
+def _unit(vector: Any) -> np.ndarray:
+    """``vector`` scaled to length 1 (the zero vector stays zero): the question's vector, once,
+    so every passage's cosine to it is one dot product."""
+    v = np.asarray(vector, dtype=np.float32)
+    return v / (float(np.linalg.norm(v)) or 1.0)
 
 
 def _all_metadatas(collection: Collection, page: int = 5000) -> list[dict[str, Any]]:
