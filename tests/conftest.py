@@ -17,6 +17,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 REPO = Path(__file__).resolve().parent.parent
+# The real embedding model converted to OpenVINO once for the whole session (the default folder of
+# the checkout's own .rag), so app processes and CLI runs over test indexes do not convert again.
+SHARED_MODELS = REPO / ".rag" / "models"
 
 
 def stop_process(process: subprocess.Popen[Any], timeout_s: float = 20) -> None:
@@ -61,7 +64,7 @@ def fake_embeddings() -> HashingEmbeddings:
 def real_embeddings() -> Iterator[object]:
     from rag.embeddings import build_embeddings
 
-    yield build_embeddings(Settings(_env_file=None))
+    yield build_embeddings(Settings(_env_file=None, model_cache_dir=SHARED_MODELS))  # type: ignore[call-arg]
 
 
 @pytest.fixture(scope="session")
@@ -70,6 +73,8 @@ def real_index(tmp_path_factory: pytest.TempPathFactory, real_embeddings: object
     from rag.ingest import ingest
 
     data = tmp_path_factory.mktemp("real-index")
-    s = Settings(_env_file=None, corpus_dir=REPO / "corpus", data_dir=data)  # type: ignore[call-arg]
+    s = Settings(  # type: ignore[call-arg]
+        _env_file=None, corpus_dir=REPO / "corpus", data_dir=data, model_cache_dir=SHARED_MODELS
+    )
     ingest(s, lambda: real_embeddings)  # type: ignore[arg-type, return-value]
     return s

@@ -61,6 +61,7 @@ def test_off_topic_question_is_refused(assistant) -> None:  # type: ignore[no-un
 
 def test_cli_ask_json(real_index: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAG_DATA_DIR", str(real_index.data_dir))
+    monkeypatch.setenv("RAG_MODEL_CACHE_DIR", str(real_index.models_dir))
     monkeypatch.setenv("RAG_CORPUS_DIR", str(real_index.corpus_dir))
     result = CliRunner().invoke(
         app, ["ask", "--json", "What policy does the author call an immense failure?"]
@@ -73,6 +74,7 @@ def test_cli_ask_json(real_index: Settings, monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_cli_ask_jsonl(real_index: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("RAG_DATA_DIR", str(real_index.data_dir))
+    monkeypatch.setenv("RAG_MODEL_CACHE_DIR", str(real_index.models_dir))
     questions = tmp_path / "q.jsonl"
     questions.write_text(
         json.dumps({"question": "How long is North Korea's coastline?", "history": []})

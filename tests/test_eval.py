@@ -322,6 +322,7 @@ def test_rag_eval_command_on_the_real_index(
 
     monkeypatch.setenv("RAG_CORPUS_DIR", str(real_index.corpus_dir))
     monkeypatch.setenv("RAG_DATA_DIR", str(real_index.data_dir))
+    monkeypatch.setenv("RAG_MODEL_CACHE_DIR", str(real_index.models_dir))
     out = tmp_path / "eval"
     result = CliRunner().invoke(
         app, ["eval", "--retrieval-only", "--limit", "10", "--out", str(out), "--questions",

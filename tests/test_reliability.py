@@ -29,7 +29,7 @@ from rag.config import Settings
 from rag.ingest import Manifest
 from rag.lexical import LexicalIndex, fingerprint
 from rag.store import StoreUnavailableError, make_client
-from tests.conftest import make_settings, stop_process
+from tests.conftest import SHARED_MODELS, make_settings, stop_process
 from tests.fake_openai import fake_openai
 from tests.fakes import HashingEmbeddings, build_fake_assistant
 
@@ -104,6 +104,7 @@ def rag_env(settings: Settings, **extra: str) -> dict[str, str]:
         {
             "RAG_CORPUS_DIR": str(settings.corpus_dir),
             "RAG_DATA_DIR": str(settings.data_dir),
+            "RAG_MODEL_CACHE_DIR": str(SHARED_MODELS),
             "RAG_MIN_RELEVANCE": str(settings.min_relevance),
             "HF_HUB_OFFLINE": "1",
             "ANONYMIZED_TELEMETRY": "False",

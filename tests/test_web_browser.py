@@ -25,7 +25,7 @@ import pytest
 
 from rag.config import Settings
 from rag.feedback import read_feedback
-from tests.conftest import REPO, stop_process
+from tests.conftest import REPO, SHARED_MODELS, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +66,7 @@ def start_app(tmp: Path, data_dir: Path, corpus_dir: Path, **env: str) -> Iterat
     environ.update(
         RAG_DATA_DIR=str(data_dir),
         RAG_CORPUS_DIR=str(corpus_dir),
+        RAG_MODEL_CACHE_DIR=str(SHARED_MODELS),
         RAG_PORT=str(port),
         HF_HUB_OFFLINE="1",
         GRADIO_ANALYTICS_ENABLED="False",
