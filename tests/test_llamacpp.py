@@ -233,40 +233,36 @@ def test_chain_drops_unsupported_sentences_when_asked(tmp_path: Any) -> None:
     assert [x.supported for x in answer.sentences] == [True]
 
 
-def test_chain_falls_back_to_quotes_when_no_sentence_holds_up(settings: Settings) -> None:
+def assistant_with_fallback(settings: Settings, model: Any) -> Any:
+    """The llamacpp answerer and judge over ``model``, falling back to extractive answers."""
     from rag.answerers import ExtractiveAnswerer
     from tests.fakes import HashingEmbeddings
 
     embeddings = HashingEmbeddings()
-    model, _ = fake_model(substring_judge("The coastline is 9,000 km long [1]."))
-    answer = build_fake_assistant(
+    return build_fake_assistant(
         settings,
         embeddings=embeddings,
         answerer=LlamaCppAnswerer(model),
         verifier=llamacpp_verifier(settings, model),
         fallback=ExtractiveAnswerer(embeddings, min_score=0.1),
-    ).ask("How long is the coastline?")
+    )
+
+
+def test_chain_falls_back_to_quotes_when_no_sentence_holds_up(settings: Settings) -> None:
+
+    model, _ = fake_model(substring_judge("The coastline is 9,000 km long [1]."))
+    answer = assistant_with_fallback(settings, model).ask("How long is the coastline?")
     assert answer.mode == "extractive"
     assert "2,495 km" in answer.answer and "9,000" not in answer.answer
     assert "not supported" in (answer.note or "")
 
 
 def test_chain_falls_back_when_the_model_fails(settings: Settings) -> None:
-    from rag.answerers import ExtractiveAnswerer
-    from tests.fakes import HashingEmbeddings
-
     def broken(messages: list[dict[str, str]]) -> str:
         raise OSError("cannot map model file")
 
-    embeddings = HashingEmbeddings()
     model, _ = fake_model(broken)
-    answer = build_fake_assistant(
-        settings,
-        embeddings=embeddings,
-        answerer=LlamaCppAnswerer(model),
-        verifier=llamacpp_verifier(settings, model),
-        fallback=ExtractiveAnswerer(embeddings, min_score=0.1),
-    ).ask("How long is the coastline?")
+    answer = assistant_with_fallback(settings, model).ask("How long is the coastline?")
     assert answer.mode == "extractive" and "2,495 km" in answer.answer
     assert "local model failed" in (answer.note or "")
 

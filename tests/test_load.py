@@ -10,7 +10,6 @@ counts as one user.
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import threading
 import time
@@ -21,7 +20,7 @@ import pytest
 
 from rag.config import Settings
 from tests.conftest import REPO
-from tests.test_web_browser import App, start_app
+from tests.test_web_browser import App, start_app_on_copy
 
 USERS = 16
 QUESTIONS_PER_USER = 10
@@ -35,10 +34,7 @@ def golden_questions(limit: int = 40) -> list[str]:
 
 @pytest.fixture(scope="module")
 def load_app(real_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    tmp = tmp_path_factory.mktemp("load-app")
-    data = tmp / "data"
-    shutil.copytree(real_index.data_dir, data, ignore=shutil.ignore_patterns("*.lock", "feedback.jsonl"))
-    yield from start_app(tmp, data, real_index.corpus_dir, RAG_RATE_LIMIT_PER_MINUTE="0")
+    yield from start_app_on_copy(real_index, tmp_path_factory, "load-app", RAG_RATE_LIMIT_PER_MINUTE="0")
 
 
 def percentile(values: list[float], q: float) -> float:

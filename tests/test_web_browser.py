@@ -95,12 +95,31 @@ def start_app(tmp: Path, data_dir: Path, corpus_dir: Path, **env: str) -> Iterat
         stop_process(process)
 
 
-@pytest.fixture(scope="module")
-def app(real_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    tmp = tmp_path_factory.mktemp("web-app")
+def start_app_on_copy(
+    real_index: Settings, tmp_path_factory: pytest.TempPathFactory, name: str, **env: str
+) -> Iterator[App]:
+    """``start_app`` over a copy of the session's real index (the app writes feedback and locks)."""
+    tmp = tmp_path_factory.mktemp(name)
     data = tmp / "data"
     shutil.copytree(real_index.data_dir, data, ignore=shutil.ignore_patterns("*.lock", "feedback.jsonl"))
-    yield from start_app(tmp, data, real_index.corpus_dir, RAG_RATE_LIMIT_PER_MINUTE="1000")
+    yield from start_app(tmp, data, real_index.corpus_dir, **env)
+
+
+def record_answer_texts(page: Any) -> None:
+    """Record in ``window.__seen`` every text the last answer bubble shows, to see it stream."""
+    page.evaluate(
+        """() => { window.__seen = [];
+        new MutationObserver(() => {
+          const bots = document.querySelectorAll('#chat [data-testid="bot"]');
+          if (bots.length) window.__seen.push(bots[bots.length - 1].innerText.trim());
+        }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
+        }"""
+    )
+
+
+@pytest.fixture(scope="module")
+def app(real_index: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    yield from start_app_on_copy(real_index, tmp_path_factory, "web-app", RAG_RATE_LIMIT_PER_MINUTE="1000")
 
 
 HOSTILE = """---
@@ -187,15 +206,7 @@ def test_empty_screen_shows_examples_and_status(tab: Tab) -> None:
 
 def test_example_answer_streams_then_cites_and_highlights(tab: Tab) -> None:
     page = tab.page
-    # Record every text the answer bubble shows, to see it grow as it streams.
-    page.evaluate(
-        """() => { window.__seen = [];
-        new MutationObserver(() => {
-          const bots = document.querySelectorAll('#chat [data-testid="bot"]');
-          if (bots.length) window.__seen.push(bots[bots.length - 1].innerText.trim());
-        }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
-        }"""
-    )
+    record_answer_texts(page)
     page.get_by_text(FIRST).click()  # an example question on the empty screen
     page.wait_for_function(
         f"document.querySelectorAll('{BOTS}').length > 0 && !document.querySelector('{BOX}').disabled"
@@ -226,14 +237,7 @@ def test_example_answer_streams_then_cites_and_highlights(tab: Tab) -> None:
 
 def test_long_answer_streams_sentence_by_sentence(tab: Tab) -> None:
     page = tab.page
-    page.evaluate(
-        """() => { window.__seen = [];
-        new MutationObserver(() => {
-          const bots = document.querySelectorAll('#chat [data-testid="bot"]');
-          if (bots.length) window.__seen.push(bots[bots.length - 1].innerText.trim());
-        }).observe(document.querySelector('#chat'), {subtree: true, childList: true, characterData: true});
-        }"""
-    )
+    record_answer_texts(page)
     final = tab.ask("How long is North Korea's coastline?").inner_text().strip()
     assert "2,495 km" in final
     assert final.count("[") >= 2, f"need a multi-sentence answer to watch it stream: {final!r}"
