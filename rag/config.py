@@ -87,6 +87,9 @@ class Settings(BaseSettings):
     # part by part, and each part's best passage is kept in the top k. Golden evidence@5 +0.016,
     # heldout source@5 +0.027 (evals/ablation); costs one more search per part.
     split_questions: bool = True
+    # A question that spells out a document's title ("the Missile Technology Control Regime")
+    # keeps that document's best passage in the top k.
+    reserve_titled: bool = True
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
     condense: bool = True

@@ -163,6 +163,9 @@ def test_each_part_of_a_two_part_question_gets_a_place_in_the_top_k(
     r.settings = settings.model_copy(update={"split_questions": True})
     top = r.retrieve(TWO_PART)
     assert [p.chunk_id for p in top] == ["mtcr-1", "mtcr-2", "nsg-1"]
+    # Asked for more (the eval takes 10 to score evidence@5 and @10), the first top_k are still
+    # the ones a user gets.
+    assert [p.chunk_id for p in r.retrieve(TWO_PART, k=5)][:3] == ["mtcr-1", "mtcr-2", "nsg-1"]
     whole = np.asarray(r.embeddings.embed_query(TWO_PART))
     # The similarity stays the one to the whole question (the refusal threshold reads it).
     assert top[2].similarity == pytest.approx(float(whole[0]) / float(np.linalg.norm(whole)))
@@ -212,3 +215,54 @@ def test_bylined_ranking_from_memory_matches_the_chroma_search(
     assert [p.chunk_id for p in r._rank_bylined(QUESTION, qvec, ["op-ed.md"], 3)] == [
         p.chunk_id for p in from_chroma
     ]
+
+
+# A short document whose title the question spells out, crowded out by a long one on its topic.
+NAMED = '---\ntitle: "Nuclear Suppliers Group (Wikipedia)"\n---\n\nIt started in 1974 after a test in India.'
+CROWD = '---\ntitle: "Export controls"\n---\n\n# Export controls\n\n' + "\n\n".join(
+    f"## Part {i}\n\nWhen was the group of nuclear suppliers founded? Asked at meeting {i}."
+    for i in range(12)
+)
+
+
+@pytest.mark.parametrize("lever", [False, True])
+def test_a_question_spelling_out_a_title_keeps_that_document_in_the_top_k(
+    tmp_path: Path, lever: bool
+) -> None:
+    write_corpus(tmp_path / "corpus", {"nsg.md": NAMED, "crowd.md": CROWD})
+    settings = make_settings(tmp_path, top_k=3, chunk_size=200, chunk_overlap=0, reserve_titled=lever)
+    embeddings = HashingEmbeddings()
+    ingest(settings, lambda: embeddings)
+    r = open_index(settings, embeddings).retriever(embeddings, settings)
+    assert r.title_phrases()[("nuclear", "suppliers", "group")] == "nsg.md"
+    top = r.retrieve("When was the Nuclear Suppliers Group founded?")
+    assert len(top) == 3
+    assert ("nsg.md" in [p.source for p in top]) is lever
+    # Not a name: the same words out of order leave the ranking alone.
+    assert "nsg.md" not in [p.source for p in r.retrieve("Which group of nuclear suppliers was founded?")]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("Who belongs to the Missile Technology Control Regime?", ["mtcr.md"]),
+        (
+            "When did the missile technology control regime and the nuclear suppliers group start?",
+            ["mtcr.md", "nsg.md"],
+        ),
+        ("What does the CIA World Factbook say about Iran?", []),  # a family of documents
+        ("What is the population of North Korea?", []),  # "of north korea": stopword at the end
+        ("Which missile technology is controlled?", []),  # two title words only
+    ],
+)
+def test_which_questions_spell_out_a_title(question: str, expected: list[str]) -> None:
+    from rag.retrieval import spelled_out, title_phrases
+
+    titles = {
+        "mtcr.md": "Missile Technology Control Regime (Wikipedia)",
+        "nsg.md": "Nuclear Suppliers Group (Wikipedia)",
+        "f12.md": "CIA World Factbook 2012: Korea, North",
+        "f16.md": "CIA World Factbook 2016: Iran",
+        "e.md": "Economy of North Korea (Wikipedia)",
+    }
+    assert spelled_out(question, title_phrases(titles)) == expected
