@@ -176,6 +176,56 @@ def verify_by_match(claim: str, passages: Sequence[Passage]) -> bool | None:
     return max(overlap(claim, p.title + " " + p.section + " " + p.text) for p in passages) >= 0.9 or None
 
 
+def clean_history(turns: Any, max_turns: int) -> list[Turn]:
+    """The last ``max_turns`` exchanges of ``turns`` as ``{"role", "content"}`` dicts (assistant
+    turns keep the ``sources`` they cited); anything else in the list is dropped.
+
+    >>> clean_history([{"role": "user", "content": "Hi"}, {"role": "system", "content": "x"}, 3], 2)
+    [{'role': 'user', 'content': 'Hi'}]
+    """
+    history: list[Turn] = []
+    for t in turns or []:
+        if isinstance(t, dict) and t.get("role") in ("user", "assistant") and t.get("content"):
+            turn: dict[str, Any] = {"role": str(t["role"]), "content": str(t["content"])}
+            if t["role"] == "assistant" and isinstance(t.get("sources"), list):
+                # Front ends that know which files an answer cited pass them on, so a
+                # follow-up can search those documents first.
+                turn["sources"] = [str(x) for x in t["sources"]]
+            history.append(turn)
+    return history[-2 * max_turns :] if max_turns else []
+
+
+def turn_passages(
+    retriever: Retriever,
+    question: str,
+    standalone: str,
+    history: Sequence[Turn],
+    settings: Settings,
+    k: int | None = None,
+) -> tuple[list[Passage], bool]:
+    """The passages for one turn, best first, and whether the turn is a follow-up.
+
+    The first ``top_k`` are what the answerer is given. Asked for more (``k``: the eval scores the
+    top 10), the standalone question's next passages follow them, so the eval measures what users get.
+    """
+    top_k = settings.top_k
+    depth = max(k or top_k, top_k)
+    ranked = retriever.retrieve(standalone, k=depth)
+    previous = [t["content"] for t in history if t["role"] == "user"]
+    if not previous or standalone == question:
+        return ranked, False
+    # A follow-up ("Who wrote it?") is mostly about the documents the conversation was about:
+    # search the question as asked inside them too, and fuse the two rankings.
+    cited = [t.get("sources") for t in history if t["role"] == "assistant"]
+    topic = list(cited[-1] or []) if cited and cited[-1] else []
+    if not topic:
+        topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1])))[:3]
+    focused = retriever.retrieve(question, sources=topic)
+    top = fuse_passages([ranked[:top_k], focused], settings.rrf_k)[:top_k]
+    shown = {p.chunk_id for p in top}
+    return top + [p for p in ranked if p.chunk_id not in shown][: depth - top_k], True
+
+
 def build_chain(
     *,
     retriever: Retriever,
@@ -199,16 +249,7 @@ def build_chain(
         state = dict(inputs)
         state["t0"] = time.perf_counter()
         state["question"] = check_question(inputs.get("question", ""), settings.max_question_chars)
-        history = []
-        for t in inputs.get("history") or []:
-            if isinstance(t, dict) and t.get("role") in ("user", "assistant") and t.get("content"):
-                turn: dict[str, Any] = {"role": str(t["role"]), "content": str(t["content"])}
-                if t["role"] == "assistant" and isinstance(t.get("sources"), list):
-                    # Front ends that know which files an answer cited pass them on, so a
-                    # follow-up can search those documents first.
-                    turn["sources"] = [str(x) for x in t["sources"]]
-                history.append(turn)
-        state["history"] = history[-2 * settings.max_history_turns :] if settings.max_history_turns else []
+        state["history"] = clean_history(inputs.get("history"), settings.max_history_turns)
         standalone = state["question"]
         if settings.condense and state["history"]:
             standalone = condense_fn(state["question"], state["history"])
@@ -217,17 +258,10 @@ def build_chain(
         return state
 
     def retrieve(state: dict[str, Any]) -> dict[str, Any]:
-        passages = retriever.retrieve(state["standalone"])
-        previous = [t["content"] for t in state["history"] if t["role"] == "user"]
-        if previous and state["standalone"] != state["question"]:
-            # A follow-up ("Who wrote it?") is mostly about the documents the conversation was
-            # about: search the question as asked inside them too, and fuse the two rankings.
-            cited = [t.get("sources") for t in state["history"] if t["role"] == "assistant"]
-            topic = list(cited[-1] or []) if cited and cited[-1] else []
-            if not topic:
-                topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1])))[:3]
-            focused = retriever.retrieve(state["question"], sources=topic)
-            passages = fuse_passages([passages, focused], settings.rrf_k)[: settings.top_k]
+        passages, followup = turn_passages(
+            retriever, state["question"], state["standalone"], state["history"], settings
+        )
+        if followup:
             # "Who wrote it?" is far from any passage in cosine terms; the conversation already
             # established the topic, so the answerer (not the relevance threshold) decides.
             state["followup"] = True

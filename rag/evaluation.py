@@ -7,10 +7,11 @@
     aggregate(rows)["overall"]["correctness.correct"]
 
 Each question is answered with ``Assistant.ask`` (the JSON ``rag ask --json`` prints) and then
-retrieved once more with ``k = max(KS)`` (10) straight from the retriever, on the same standalone
-question the chain used: the assistant only sees ``settings.top_k`` passages, and the deeper
-ranking is what recall@10 needs. With the default settings the first ``top_k`` of that ranking
-are the passages the answer saw (``ranking_mismatch`` in the results says when they are not).
+ranked once more, ``k = max(KS)`` (10) deep, the way the chain ranks a turn (``turn_passages``:
+the same standalone question, follow-ups also searched in the conversation's documents). The
+assistant only sees ``settings.top_k`` passages; the deeper ranking is what recall@10 needs, and
+its first ``top_k`` are the passages the answer saw (``ranking_mismatch`` in the results says
+when they are not).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.chain import Assistant, Retriever, heuristic_condense
+from rag.chain import Assistant, Retriever, clean_history, heuristic_condense, turn_passages
 from rag.config import Settings
 from rag.eval_metrics import KS, ExactJudge, Judge, VerifierJudge, aggregate, score
 from rag.retrieval import Passage
@@ -153,6 +154,7 @@ class Pipeline:
     assistant: Assistant | None  # None: retrieval only
     retriever: Retriever
     judge: Judge
+    settings: Settings  # the chain's: top_k and follow-up handling, for the rankings scored
     model: str = ""
     condense: Callable[[str, Sequence[dict[str, str]]], str] = heuristic_condense
 
@@ -170,6 +172,7 @@ def evaluate(
     depth = max(ks)
     for done, item in enumerate(items, start=1):
         history = list(item.get("history") or [])
+        turns = clean_history(history, pipeline.settings.max_history_turns)
         answer: dict[str, Any] | None = None
         error = None
         started = time.perf_counter()
@@ -181,8 +184,12 @@ def evaluate(
                 answer = {"answer": "", "refused": False, "citations": [], "retrieved": [], "mode": "error"}
             standalone = answer.get("standalone_question") or item["question"]
         else:
-            standalone = pipeline.condense(item["question"], history) if history else item["question"]
-        passages = pipeline.retriever.retrieve(standalone, k=depth)
+            standalone = pipeline.condense(item["question"], turns) if turns else item["question"]
+        # Ranked as the chain ranks this turn (follow-ups also searched in the conversation's
+        # documents), so the first top_k are the passages the answer was given.
+        passages, _ = turn_passages(
+            pipeline.retriever, item["question"], standalone, turns, pipeline.settings, k=depth
+        )
         retrieve_ms = (time.perf_counter() - started) * 1000
         ranking = [
             {"source": p.source, "chunk_id": p.chunk_id, "score": round(p.similarity, 4), "text": p.text}
@@ -308,7 +315,7 @@ def build_pipeline(
     if name == RETRIEVAL_ONLY:
         # Condense follow-ups as the chain would, unless the settings turn condensing off.
         condense = heuristic_condense if settings.condense else (lambda question, history: question)
-        return Pipeline(name, None, retriever, ExactJudge(), model="", condense=condense)
+        return Pipeline(name, None, retriever, ExactJudge(), settings, model="", condense=condense)
     variant = answerer_settings(settings, name)
     assistant = build_assistant(variant, embeddings)
     model = {
@@ -318,7 +325,7 @@ def build_pipeline(
     }[variant.answerer]
     # Extractive answers are always judged exactly; only generated answers need a judge model.
     judged = ExactJudge() if variant.answerer == "extractive" else build_judge(variant, judge)
-    return Pipeline(name, assistant, retriever, judged, model=model)
+    return Pipeline(name, assistant, retriever, judged, variant, model=model)
 
 
 def ensure_index(

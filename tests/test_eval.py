@@ -118,7 +118,7 @@ def fake_pipeline(settings: Settings, name: str, embeddings: Any, *, broken: boo
         retriever = IrrelevantRetriever(retriever)
     answerer = ExtractiveAnswerer(embeddings, min_score=0.1)
     chain = build_chain(retriever=retriever, answerer=answerer, settings=settings)
-    return Pipeline(name, Assistant(chain), retriever, ExactJudge(), model="fake extractive")
+    return Pipeline(name, Assistant(chain), retriever, ExactJudge(), settings, model="fake extractive")
 
 
 @pytest.fixture
@@ -192,6 +192,8 @@ def test_the_report_folder_holds_results_report_and_plots(
     assert first["ranking_mismatch"] is False
     assert rows[3]["answer"]["refused"] and rows[3]["metrics"]["refusal.unanswerable_refused"] == 1.0
     assert rows[4]["standalone_question"].startswith("What is kimchi?")
+    # Every ranking scored begins with the passages the answer saw, follow-ups included.
+    assert [r["ranking_mismatch"] for r in rows] == [False] * len(rows)
 
     report = json.loads((out / "report.json").read_text())
     assert {"date", "machine", "settings", "models", "answerers", "questions"} <= set(report)
