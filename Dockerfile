@@ -38,7 +38,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     GRADIO_ANALYTICS_ENABLED=False \
     ANONYMIZED_TELEMETRY=False
 # /data and /chroma: mount points for compose.yaml's volumes, writable by the app user.
-RUN useradd --system --uid 10001 --user-group --create-home --home-dir /home/app app \
+# The group gets gid 10001 too: USER 10001:10001 names it (useradd --user-group picks a system gid).
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --create-home --home-dir /home/app app \
     && mkdir -p /data /chroma && chown app:app /data /chroma
 WORKDIR /app
 COPY --from=build /opt/venv /opt/venv
