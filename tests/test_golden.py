@@ -18,7 +18,7 @@ from rag.evaluation import ARTICLE, FIELDS, golden_problems, read_corpus
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "evals" / "golden.jsonl"
 HELDOUT = REPO / "evals" / "heldout.jsonl"
-QUESTION_FILES = {"golden": GOLDEN, "heldout": HELDOUT}
+QUESTION_FILES = {"golden": GOLDEN, "heldout": HELDOUT, "blind": REPO / "evals" / "blind.jsonl"}
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
     "article": (0.22, 0.38),
