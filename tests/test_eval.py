@@ -305,7 +305,11 @@ def test_a_failing_question_is_a_result_not_a_crash(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     ("thresholds", "baseline"),
-    [("thresholds.json", "baseline"), ("thresholds-heldout.json", "baseline-heldout")],
+    [
+        ("thresholds.json", "baseline"),
+        ("thresholds-heldout.json", "baseline-heldout"),
+        ("thresholds-blind.json", "baseline-blind"),
+    ],
 )
 def test_the_committed_thresholds_sit_under_the_committed_baseline(thresholds: str, baseline: str) -> None:
     limits = load_thresholds(REPO / "evals" / thresholds)
