@@ -117,9 +117,14 @@ FOLLOWUP_HINT = re.compile(
 )
 
 
+# "the island shelling": a definite description, which names something already mentioned.
+DEFINITE = re.compile(r"\bthe\s+((?:[\w-]+\s+){0,2}[\w-]+)", re.IGNORECASE)
+
+
 def heuristic_condense(question: str, history: Sequence[Turn]) -> str:
-    """Standalone question without an LLM: a short or pronoun-led follow-up borrows the subject
-    of the previous user question.
+    """Standalone question without an LLM: a follow-up borrows the subject of the previous user
+    question. A follow-up is short, leads with a pronoun or "and", or refers with "the ..." to
+    something the last answer brought up.
 
     >>> heuristic_condense("Who wrote it?", [{"role": "user", "content": "What is strategic patience?"}])
     'What is strategic patience? Who wrote it?'
@@ -127,9 +132,37 @@ def heuristic_condense(question: str, history: Sequence[Turn]) -> str:
     previous = [t["content"] for t in history if t.get("role") == "user" and t.get("content")]
     if not previous:
         return question
-    if len(content_tokens(question)) <= 4 or FOLLOWUP_HINT.search(question):
+    short = len(content_tokens(question)) <= 4
+    if short or FOLLOWUP_HINT.search(question) or _refers_back(question, history):
         return f"{previous[-1].strip()} {question}"
     return question
+
+
+def _refers_back(question: str, history: Sequence[Turn]) -> bool:
+    """True when a "the ..." phrase of the question uses a word the last answer introduced (one
+    its question did not use): "How many died in the island shelling?" after an answer listing
+    "the shelling of Yeonpyeong Island". Words the user had already used do not count, so "the
+    North Korean economy" after a question about North Korea is not taken for a follow-up.
+
+    >>> turns = [{"role": "user", "content": "Which attacks are listed?"},
+    ...          {"role": "assistant", "content": "The shelling of Yeonpyeong Island in 2010."}]
+    >>> _refers_back("How many people died in the island shelling?", turns)
+    True
+    >>> _refers_back("Which attacks does the 2016 law list?", turns)
+    False
+    """
+    asked = next((t["content"] for t in reversed(history) if t.get("role") == "user"), "")
+    answered = next((t["content"] for t in reversed(history) if t.get("role") == "assistant"), "")
+    introduced = {_plain(w) for w in content_tokens(answered) if len(w) > 3} - {
+        _plain(w) for w in content_tokens(asked)
+    }
+    described = (w for match in DEFINITE.finditer(question) for w in content_tokens(match.group(1)))
+    return any(_plain(w) in introduced for w in described)
+
+
+def _plain(word: str) -> str:
+    """A word without a plural -s, so "attacks" meets "attack"."""
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
 
 
 def llm_condense(model: Any) -> Callable[[str, Sequence[Turn]], str]:

@@ -131,6 +131,21 @@ def test_heuristic_condense_leaves_standalone_questions_alone() -> None:
     assert heuristic_condense("And its coastline?", history).startswith("Tell me about kimchi")
 
 
+def test_heuristic_condense_takes_a_definite_reference_to_the_last_answer_for_a_follow_up() -> None:
+    history = [
+        {"role": "user", "content": "Which provocations does the 2016 sanctions law list?"},
+        {"role": "assistant", "content": "The sinking of the Cheonan and the shelling of Yeonpyeong Island."},
+    ]
+    follow_up = "how many people died in the island shelling?"
+    assert heuristic_condense(follow_up, history) == f"{history[0]['content']} {follow_up}"
+    # Words the user had already used, or a "the ..." naming something new, start a new topic.
+    for standalone in (
+        "What does the 2016 sanctions law say about cyberattacks?",
+        "How many people live in the capital of Japan?",
+    ):
+        assert heuristic_condense(standalone, history) == standalone
+
+
 def test_sentence_splitting_and_marker_cleaning() -> None:
     assert split_sentences("The U.S. and Mr. Kim met [1]. Then - total: 5 km\n- land: 3 km") == [
         "The U.S. and Mr. Kim met [1].",
