@@ -31,6 +31,7 @@ VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
     "'the article' not routed to bylined files": ({"RAG_ROUTE_AUTHORED": "false"}, False),
     "multi-part questions not split": ({"RAG_SPLIT_QUESTIONS": "false"}, False),
     "documents whose title is spelled out not kept": ({"RAG_RESERVE_TITLED": "false"}, False),
+    "typos not corrected": ({"RAG_CORRECT_SPELLING": "false"}, False),
     "embedded context: title (8 words), no byline": ({"RAG_EMBED_CONTEXT": "title"}, True),
     "embedded context: section only": ({"RAG_EMBED_CONTEXT": "section"}, True),
     "embedded context: none": ({"RAG_EMBED_CONTEXT": "none"}, True),

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # A question that spells out a document's title ("the Missile Technology Control Regime")
     # keeps that document's best passage in the top k.
     reserve_titled: bool = True
+    # A word neither the index nor an English dictionary knows is searched as the nearest word
+    # (one edit away) that the index holds: "artcle" -> "article" (rag/spelling.py).
+    correct_spelling: bool = True
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
     condense: bool = True

@@ -83,6 +83,11 @@ class LexicalIndex:
         docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=0, weight_mask=mask)
         return [(self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
+    def knows(self, word: str) -> bool:
+        """Whether some indexed chunk holds ``word`` (compared stemmed, as the search does)."""
+        vocabulary = getattr(self._bm25, "vocab_dict", None) or {}
+        return _stemmer().stemWord(word.lower()) in vocabulary
+
     def save(self, directory: Path) -> None:
         # Write next to the target and swap, so a crash never leaves a half-written index.
         tmp = directory.with_name(directory.name + ".tmp")

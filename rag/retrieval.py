@@ -16,6 +16,7 @@ import numpy as np
 from rag.citations import STOPWORDS, content_tokens
 from rag.config import Settings
 from rag.lexical import LexicalIndex
+from rag.spelling import SpellingCorrector
 from rag.store import StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -276,6 +277,7 @@ class HybridRetriever:
         self.titles = titles
         self.settings = settings
         self._bylines: _Bylined | None = None
+        self._speller = SpellingCorrector(self._knows)
 
     def retrieve(
         self, query: str, k: int | None = None, sources: Sequence[str] | None = None
@@ -302,6 +304,8 @@ class HybridRetriever:
         s = self.settings
         k = k or s.top_k
         fetch_k = max(s.fetch_k, k)
+        if s.correct_spelling and self.lexical is not None:
+            query = self._speller.correct(query)
         # The routing below shapes the first ``top_k`` places, whatever ``k`` is asked for: the
         # eval's top 10 then begins with the 5 passages a user gets.
         top = s.top_k
@@ -349,6 +353,9 @@ class HybridRetriever:
             picks = mmr_order(qvec, vectors, relevance, k, s.mmr_lambda)
             return [ordered[i] for i in picks]
         return ordered[:k]
+
+    def _knows(self, word: str) -> bool:
+        return self.lexical is not None and self.lexical.knows(word)
 
     def bylines(self) -> dict[str, str]:
         """File -> its author, publication and title (lowercase), for the files whose front
