@@ -329,8 +329,8 @@ class HybridRetriever:
             # own too, and keep the best passage for each part in the top k.
             lists = [ordered]
             for part in parts:
-                # Twice as deep as the top k: measured, 5 deep lost golden m04 and 20 deep lost
-                # held-out h-m02's second source.
+                # Twice as deep as the top k (what the eval measured when this lever was kept):
+                # 5 deep lost golden m04's evidence, 20 deep a held-out question's second source.
                 ranked = self._rank(part, _unit(self.embeddings.embed_query(part)), None, 2 * top)
                 for p in ranked:  # the similarity stays the one to the whole question
                     p.similarity = float(p.vector @ qvec)
