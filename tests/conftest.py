@@ -61,6 +61,14 @@ def fake_embeddings() -> HashingEmbeddings:
 
 
 @pytest.fixture(scope="session")
+def corpus() -> dict[str, str]:
+    """The bundled corpus/ files by name, which the question sets cite."""
+    from rag.evaluation import read_corpus
+
+    return read_corpus(REPO / "corpus")
+
+
+@pytest.fixture(scope="session")
 def real_embeddings() -> Iterator[object]:
     from rag.embeddings import build_embeddings
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rag.evaluation import ARTICLE, FIELDS, golden_problems, read_corpus
+from rag.evaluation import ARTICLE, FIELDS, golden_problems
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "evals" / "golden.jsonl"
@@ -38,11 +38,6 @@ def read_items(path: Path) -> list[dict[str, Any]]:
 def type_shares(items: list[dict[str, Any]]) -> dict[str, float]:
     counts = Counter(item["type"] for item in items)
     return {t: counts[t] / len(items) for t in MIX}
-
-
-@pytest.fixture(scope="module")
-def corpus() -> dict[str, str]:
-    return read_corpus(REPO / "corpus")
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from rag.evaluation import read_corpus
-from tests.test_golden import GOLDEN, HELDOUT, MIX, REPO, read_items, type_shares
+from tests.test_golden import GOLDEN, HELDOUT, MIX, read_items, type_shares
 
 # Words that carry no topic; two questions sharing only these are not near-duplicates.
 STOPWORDS = frozenset(
@@ -29,11 +28,6 @@ def overlap(a: str, b: str) -> float:
     """Jaccard overlap of two questions' content words."""
     x, y = content_words(a), content_words(b)
     return len(x & y) / len(x | y) if x | y else 1.0
-
-
-@pytest.fixture(scope="module")
-def corpus() -> dict[str, str]:
-    return read_corpus(REPO / "corpus")
 
 
 @pytest.fixture(scope="module")
