@@ -62,7 +62,7 @@ bench: install-dev
 # llama-cpp-python has no wheel on PyPI: pip compiles it (about 5 min on 2 cores; pip caches the
 # wheel afterwards). A native build (GGML_NATIVE=ON, the default) enables AMX kernels that crash
 # on this CPU, so build portably and add the AVX-512 kernels the CPU really has (about 1.5x faster
-# prompt reading). GPU and other CPUs: set LLAMA_CMAKE_ARGS, see docs/README-llm.md.
+# prompt reading). GPU and other CPUs: set LLAMA_CMAKE_ARGS, see docs/llm.md.
 CPU_FLAGS := $(shell cat /proc/cpuinfo 2>/dev/null | grep -m1 '^flags')
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF \
   $(if $(findstring avx512f,$(CPU_FLAGS)),-DGGML_AVX512=ON) \

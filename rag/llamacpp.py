@@ -105,7 +105,7 @@ def load_llama(path: Path, *, threads: int, context: int) -> Any:
         from llama_cpp import Llama
     except ImportError as exc:
         raise AnswererError(
-            "llama-cpp-python is not installed: run `make llm` (see docs/README-llm.md)"
+            "llama-cpp-python is not installed: run `make llm` (see docs/llm.md)"
         ) from exc
     return Llama(
         model_path=str(path),

@@ -76,7 +76,7 @@ def check_slack_settings(settings: Settings) -> str:
     if not bot:
         raise SlackConfigError(
             "RAG_SLACK_BOT_TOKEN is not set: copy the Bot User OAuth Token (xoxb-...) from your Slack"
-            " app's OAuth & Permissions page (see docs/README-slack.md)"
+            " app's OAuth & Permissions page (see docs/slack.md)"
         )
     if not bot.startswith("xox"):
         raise SlackConfigError("RAG_SLACK_BOT_TOKEN does not look like a Slack bot token (xoxb-...)")

@@ -156,7 +156,7 @@ def test_the_judge_flags_a_planted_false_sentence(llm_settings: Settings) -> Non
     )
     verify = llamacpp_verifier(llm_settings)
     assert verify("North Korea has a coastline of 9,000 kilometres [1].", [passage]) is False
-    # The 0.5B judge errs on the strict side (it rejects some true claims, see docs/README-llm.md),
+    # The 0.5B judge errs on the strict side (it rejects some true claims, see docs/llm.md),
     # so only its verdict on false claims is asserted here.
     judge = llamacpp_judge(llm_settings)
     assert judge("The highest point of North Korea is Mount Halla.", text) is False

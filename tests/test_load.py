@@ -1,7 +1,7 @@
 """Load: 16 concurrent web users x 10 questions each through ``gradio_client`` against the real
 app (``python app.py``, real model, bundled corpus) on loopback. Every request must succeed; the
 latency figures (p50/p95/max, throughput) are written to ``test-artifacts/load.json`` and quoted
-in docs/README-deploy.md (no timing assertion: speed depends on the machine).
+in docs/deploy.md (no timing assertion: speed depends on the machine).
 
 The per-user rate limit is lifted for the run: all 16 clients come from 127.0.0.1, which the chat
 counts as one user.
