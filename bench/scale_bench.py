@@ -199,7 +199,7 @@ def measure(data: Path, work: Path, sizes: list[int], passes: int, hybrid: bool 
 
     from rag.config import Settings
     from rag.embeddings import build_embeddings
-    from rag.store import collection_metadata
+    from rag.store import create_collection
 
     result: dict[str, Any] = {"date": now_iso(), "loadavg_before": loadavg(), "noise": NOISE, "seed": SEED}
     vectors, texts = base_chunks(data)
@@ -220,9 +220,7 @@ def measure(data: Path, work: Path, sizes: list[int], passes: int, hybrid: bool 
         )
         result["server_max_batch"] = client.get_max_batch_size()
         result["server_memory_empty"] = proc_memory_mb(proc.pid)
-        collection = client.create_collection(
-            "synthetic", metadata=collection_metadata(settings.embedding_model, int(vectors.shape[1]))
-        )
+        collection = create_collection(client, "synthetic", settings.embedding_model, int(vectors.shape[1]))
         have = 0
         for size in sizes:
             log(f"scale: growing to {size} chunks")

@@ -22,7 +22,7 @@ from langchain_core.documents import Document
 
 from rag.config import Settings
 from rag.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, discover, load_files
-from rag.embeddings import EmbeddingSpec, spec_of
+from rag.embeddings import EmbeddingSpec, spec_of, use_bf16
 from rag.lexical import LexicalIndex, fingerprint
 from rag.splitting import document_label, embed_text, split_document
 from rag.store import drop_collection, make_client, open_collection
@@ -135,7 +135,7 @@ def index_status(settings: Settings) -> str | None:
     if manifest.model != settings.embedding_model:
         return "stale: embedding model changed"
     if manifest.splitter != _splitter_params(settings):
-        return "stale: chunk settings changed"
+        return "stale: chunk or embedding settings changed"
     current = {f.source: f.sha256 for f in discover(settings.corpus_dir)}
     recorded = {s: e["sha256"] for s, e in manifest.files.items()}
     if current != recorded:
@@ -149,6 +149,9 @@ def _splitter_params(settings: Settings) -> dict[str, int | str]:
         "chunk_overlap": settings.chunk_overlap,
         "embed_context": settings.embed_context,
         "version": SPLITTER_VERSION,
+        # Vectors of another precision are close but not equal: mixing them would make rankings
+        # depend on which files happened to be re-embedded.
+        "precision": "bf16" if use_bf16(settings.embedding_precision) else "fp32",
     }
 
 
@@ -178,6 +181,11 @@ def ingest(
         client = client or make_client(settings)
         manifest = Manifest() if rebuild else Manifest.load(settings.manifest_path)
         splitter = _splitter_params(settings)
+        if manifest.files and (manifest.splitter or {}).get("precision") != splitter["precision"]:
+            # Chunk ids hash the text, not the vectors: vectors of another precision must all be
+            # replaced, or the index would mix the two.
+            rebuild = True
+            manifest = Manifest()
         embeddings: Embeddings | None = None
         if rebuild or manifest.model != settings.embedding_model or not manifest.dim:
             embeddings = embeddings_factory()

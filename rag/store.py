@@ -7,9 +7,12 @@ opening it with another model is an error that says how to fix it.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -60,8 +63,26 @@ def make_client(settings: Settings) -> ClientAPI:
         ) from exc
 
 
+# HNSW is approximate and its graph depends on the order its threads inserted the vectors, so
+# with a narrow search (Chroma's default ef 100) a fresh index and an updated one could return
+# different neighbours for the same question. A search this wide is exact in practice on
+# collections of this size (every fetch_k <= 200), which makes rankings reproducible.
+HNSW_SEARCH_EF = 256
+HNSW_CONFIGURATION: dict[str, Any] = {"space": "cosine", "ef_construction": 200, "ef_search": HNSW_SEARCH_EF}
+
+
 def collection_metadata(model_name: str, dim: int) -> dict[str, Any]:
-    return {"hnsw:space": "cosine", "embedding_model": model_name, "embedding_dim": dim}
+    # The distance lives in the configuration: Chroma ignores "hnsw:space" in the metadata once
+    # a configuration is given (and falls back to l2).
+    return {"embedding_model": model_name, "embedding_dim": dim}
+
+
+def create_collection(client: ClientAPI, name: str, model_name: str, dim: int) -> Collection:
+    return client.create_collection(
+        name,
+        metadata=collection_metadata(model_name, dim),
+        configuration={"hnsw": HNSW_CONFIGURATION},  # type: ignore[arg-type]
+    )
 
 
 def open_collection(client: ClientAPI, name: str, model_name: str, dim: int, *, create: bool) -> Collection:
@@ -73,8 +94,9 @@ def open_collection(client: ClientAPI, name: str, model_name: str, dim: int, *, 
     if name not in existing:
         if not create:
             raise IndexMissingError("the index has not been built yet: run `rag ingest` first")
-        return client.create_collection(name, metadata=collection_metadata(model_name, dim))
+        return create_collection(client, name, model_name, dim)
     collection = client.get_collection(name)
+    _widen_search(collection)
     meta = collection.metadata or {}
     built_with = meta.get("embedding_model")
     built_dim = meta.get("embedding_dim")
@@ -90,3 +112,13 @@ def drop_collection(client: ClientAPI, name: str) -> None:
     existing = {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}
     if name in existing:
         client.delete_collection(name)
+
+
+def _widen_search(collection: Collection) -> None:
+    """Give an index built before ``HNSW_SEARCH_EF`` the same exact-in-practice search."""
+    try:
+        hnsw = (collection.configuration or {}).get("hnsw") or {}
+        if int(hnsw.get("ef_search") or 0) < HNSW_SEARCH_EF:
+            collection.modify(configuration={"hnsw": {"ef_search": HNSW_SEARCH_EF}})
+    except Exception as exc:  # noqa: BLE001 - a read-only store still answers, less reproducibly
+        log.warning("could not widen the index's search (%s)", exc)

@@ -131,7 +131,7 @@ def test_other_model_is_a_clear_error_until_rebuild(settings: Settings, tmp_path
 def test_changed_chunk_settings_rechunk_everything(settings: Settings, tmp_path: Path) -> None:
     ingest(settings, HashingEmbeddings)
     smaller = make_settings(tmp_path, chunk_size=120, chunk_overlap=10)
-    assert index_status(smaller) == "stale: chunk settings changed"
+    assert index_status(smaller) == "stale: chunk or embedding settings changed"
     report = ingest(smaller, HashingEmbeddings)
     assert report.files_indexed == 3
     assert max(len(c["text"]) for c in stored(smaller).values()) <= 120
