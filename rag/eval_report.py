@@ -191,11 +191,53 @@ def markdown(report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> st
             "",
             table(run),
             "",
+            *outcomes(answered := [r for r in rows if r["answerer"] == name]),
+            "",
             f"### The 10 worst questions ({name})",
         ]
-        for row in worst([r for r in rows if r["answerer"] == name]):
+        for row in worst(answered):
             lines += _worst_entry(row)
     return "\n".join(lines) + "\n"
+
+
+def outcome(row: Mapping[str, Any]) -> str:
+    """What a user got: "correct", "wrong" (an answer without every key fact, or any answer to
+    an unanswerable question), "refused", or "error"."""
+    answer = row.get("answer")
+    if row.get("error") or answer is None:
+        return "error"
+    if answer.get("refused"):
+        return "refused"
+    if row["type"] == "unanswerable":
+        return "wrong"
+    return "correct" if row["metrics"].get("correctness.correct") == 1.0 else "wrong"
+
+
+def outcomes(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per question type, how many were answered correctly, answered wrongly and refused; then
+    every unanswerable question that got an answer, with that answer."""
+    kinds = ("correct", "wrong", "refused", "error")
+    counts: dict[str, dict[str, int]] = {}
+    for row in rows:
+        counts.setdefault(row["type"], dict.fromkeys(kinds, 0))[outcome(row)] += 1
+    lines = [
+        "### Outcomes by question type",
+        "",
+        "An unanswerable question is answered correctly only by a refusal.",
+        "",
+        "| type | questions | answered correctly | answered wrongly | refused | errors |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind, c in sorted(counts.items()):
+        right = c["refused"] if kind == "unanswerable" else c["correct"]
+        refused = "–" if kind == "unanswerable" else str(c["refused"])
+        lines.append(f"| {kind} | {sum(c.values())} | {right} | {c['wrong']} | {refused} | {c['error']} |")
+    answered = [r for r in rows if r["type"] == "unanswerable" and outcome(r) == "wrong"]
+    lines += ["", f"### Unanswerable questions that were answered ({len(answered)})"]
+    for row in answered:
+        lines += ["", f"- **{row['id']}**: {_one_line(row['question'], 300)}"]
+        lines.append(f"  - got: {_one_line((row.get('answer') or {}).get('answer', ''))}")
+    return lines
 
 
 def _worst_entry(row: Mapping[str, Any]) -> list[str]:

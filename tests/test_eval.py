@@ -338,3 +338,32 @@ def test_rag_eval_command_on_the_real_index(
     overall = json.loads((out / "report.json").read_text())["answerers"]["retrieval-only"]["overall"]
     assert overall["questions"] == 10.0
     assert overall["retrieval.source@10"] >= 0.7  # the first ten are article questions
+
+
+def test_the_report_counts_outcomes_per_type_and_lists_answered_unanswerables() -> None:
+    from rag.eval_report import outcomes
+
+    def row(qid: str, kind: str, answer: str, *, refused: bool = False, correct: float | None = None) -> dict:  # type: ignore[type-arg]
+        return {
+            "id": qid,
+            "type": kind,
+            "question": f"question {qid}?",
+            "answer": {"answer": answer, "refused": refused},
+            "metrics": {"correctness.correct": correct},
+            "error": None,
+        }
+
+    lines = outcomes(
+        [
+            row("a1", "article", "right", correct=1.0),
+            row("a2", "article", "half", correct=0.0),
+            row("a3", "article", "I could not find that.", refused=True),
+            row("u1", "unanswerable", "I could not find that.", refused=True),
+            row("u2", "unanswerable", "Some unrelated quote [1]"),
+        ]
+    )
+    text = "\n".join(lines)
+    assert "| article | 3 | 1 | 1 | 1 | 0 |" in text
+    assert "| unanswerable | 2 | 1 | 1 | – | 0 |" in text
+    assert "Unanswerable questions that were answered (1)" in text
+    assert "**u2**" in text and "Some unrelated quote [1]" in text and "**u1**" not in text
