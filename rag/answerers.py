@@ -7,13 +7,15 @@ OpenAI-compatible chat endpoint. ``llamacpp`` (``rag.llamacpp``) runs a local GG
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from rag import prompts
-from rag.citations import content_tokens, split_sentences
+from rag.citations import content_tokens, normalise, split_sentences
 from rag.config import Settings
 from rag.retrieval import Passage
 from rag.splitting import CARD_SECTION
@@ -83,6 +85,10 @@ class ExtractiveAnswerer:
             if len(picked) >= self.max_sentences or scores[idx] < best * 0.85:
                 break
             n, sentence, _ = candidates[int(idx)]
+            before = _antecedent(sentence, passages[n - 1].text)
+            # "It was halted in 2006." says nothing without the sentence that names "it".
+            if before and all(before not in shown for _, shown in picked):
+                picked.append((n, before))
             picked.append((n, sentence))
         return picked
 
@@ -95,17 +101,19 @@ class ExtractiveAnswerer:
         self, question: str, passages: Sequence[Passage]
     ) -> tuple[list[tuple[int, str, str]], np.ndarray]:
         candidates: list[tuple[int, str, str]] = []
-        seen: set[str] = set()
+        seen: list[str] = []
         for n, p in enumerate(passages, start=1):
             # The section path (not the title, which would pull every sentence of a document
             # toward the same topic) tells a sentence what it is about.
             context = p.section
             label = p.section.rsplit(" > ", 1)[-1] if p.section != CARD_SECTION else ""
             for sentence in split_sentences(p.text):
-                key = sentence.lower()
-                if len(content_tokens(sentence)) < 2 or key in seen:
+                key = normalise(sentence)
+                # Overlapping chunks cut the same sentence at different points: a sentence
+                # already offered whole (or in part) is not offered again.
+                if len(content_tokens(sentence)) < 2 or any(key in k or k in key for k in seen):
                     continue
-                seen.add(key)
+                seen.append(key)
                 shown = sentence.lstrip("-*• ").strip()
                 # A bare list item ("- total: 1,607 km") means nothing without its heading.
                 if label and (sentence[:1] in "-*•" or len(content_tokens(shown)) < 5):
@@ -126,6 +134,23 @@ class ExtractiveAnswerer:
         # Earlier passages were ranked higher by retrieval; a small prior keeps ties in that order.
         rank_prior = np.array([0.02 * (len(passages) - c[0]) / max(len(passages), 1) for c in candidates])
         return candidates, 0.7 * dense + 0.3 * lexical + rank_prior
+
+
+BACK_REFERENCE = re.compile(
+    r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
+)
+
+
+def _antecedent(sentence: str, passage: str) -> str | None:
+    """The sentence before ``sentence`` in ``passage`` when ``sentence`` opens by referring back
+    ("It was halted in 2006."), else None."""
+    if not BACK_REFERENCE.match(sentence.lstrip("-*• ")):
+        return None
+    sentences = split_sentences(passage)
+    for before, current in itertools.pairwise(sentences):
+        if current == sentence or current.lstrip("-*• ").strip() == sentence:
+            return before if len(content_tokens(before)) >= 2 else None
+    return None
 
 
 class ChatModelAnswerer:

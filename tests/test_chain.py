@@ -12,6 +12,7 @@ from rag.answerers import ChatModelAnswerer
 from rag.chain import Answer, Delta, QuestionError, heuristic_condense
 from rag.citations import clean_markers, split_sentences
 from rag.config import Settings
+from rag.retrieval import Passage
 from tests.fake_openai import fake_openai
 from tests.fakes import build_fake_assistant
 
@@ -229,3 +230,41 @@ def test_sentence_splitting_is_safe_across_threads() -> None:
         results = list(pool.map(split_sentences, texts))
     for i, sentences in enumerate(results):
         assert sentences == [f"Claim {i} holds here.", f"Another point {i} follows.", f"Last one {i}."]
+
+
+def _passage(text: str, chunk_id: str) -> Passage:
+    return Passage(chunk_id, text, {"source": "doc.md", "title": "Doc", "section": "History"}, 0.8)
+
+
+def test_extractive_never_quotes_a_sentence_twice_from_overlapping_chunks() -> None:
+    from rag.answerers import ExtractiveAnswerer
+    from tests.fakes import HashingEmbeddings
+
+    shared = "KEDO halted the reactor project in 2006 after years of delay."
+    first = _passage(f"The reactors were to replace graphite units. {shared}", "c1")
+    # The next chunk starts inside the same sentence (chunk overlap), then goes on.
+    second = _passage(f"{shared[6:]} Construction had reached about a third.", "c2")
+    candidates, _ = ExtractiveAnswerer(HashingEmbeddings())._score(
+        "When did KEDO halt the reactor project?", [first, second]
+    )
+    offered = [shown for _, shown, _ in candidates]
+    assert shared in offered
+    assert shared[6:] not in offered
+    assert any(o.endswith("Construction had reached about a third.") for o in offered)
+
+
+def test_extractive_quotes_the_sentence_a_pronoun_refers_back_to() -> None:
+    from rag.answerers import ExtractiveAnswerer
+    from tests.fakes import HashingEmbeddings
+
+    passage = _passage(
+        "The Agreed Framework was signed in Geneva in October 1994. It froze the plutonium"
+        " reactor at Yongbyon in exchange for fuel oil deliveries.",
+        "c1",
+    )
+    picked = ExtractiveAnswerer(HashingEmbeddings(), min_score=-1.0, max_sentences=1).select(
+        "What did it freeze in exchange for fuel oil at the plutonium reactor at Yongbyon?", [passage]
+    )
+    quoted = [sentence for _, sentence in picked]
+    assert quoted[-1].startswith("It froze")
+    assert quoted[0] == "The Agreed Framework was signed in Geneva in October 1994."
