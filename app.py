@@ -10,7 +10,7 @@ from rag.cli import load_settings, offline_env
 
 def main() -> None:
     offline_env()
-    from rag.web import launch
+    from rag.web.app import launch
 
     # Opens the index (building it from the corpus first if there is none), builds the UI
     # over the assistant and serves it on RAG_HOST:RAG_PORT.

@@ -3,7 +3,7 @@
 Retrieval is ``HybridRetriever.retrieve`` as the chain calls it (question embedding, Chroma
 query, BM25, fusion), timed per question; the question embedding alone is timed too. The
 extractive answer is ``Assistant.ask`` end to end (condense, retrieval, sentence ranking,
-citations) from ``rag.components.build_assistant``, follow-up questions with their history.
+citations) from ``rag.answering.assistant.build_assistant``, follow-up questions with their history.
 A warm-up pass (model and index caches) is left out of the figures.
 
 Worker use (prints one JSON line)::
@@ -24,7 +24,7 @@ from bench.common import CORPUS, golden, loadavg, now_iso, offline, summary_ms
 
 
 def measure(data: Path, passes: int, limit: int | None) -> dict[str, Any]:
-    from rag.components import build_assistant, open_index
+    from rag.answering.assistant import build_assistant, open_index
     from rag.config import Settings
     from rag.embeddings import build_embeddings
 

@@ -39,7 +39,7 @@ def peak_rss_gb() -> float:
 
 
 def run_one(assistant: Any, question: str, history: list[dict[str, str]]) -> dict[str, Any]:
-    from rag.chain import Answer, Delta
+    from rag.answering.chain import Answer, Delta
 
     t0 = time.perf_counter()
     first: float | None = None
@@ -81,7 +81,7 @@ def main() -> int:
     }.items():
         os.environ.setdefault(key, value)
 
-    from rag.components import build_assistant
+    from rag.answering.assistant import build_assistant
     from rag.config import Settings
     from rag.embeddings import build_embeddings
     from rag.ingest import ingest

@@ -36,9 +36,9 @@ OFF_TOPIC = [
 
 
 def main() -> int:
-    from rag.answerers import ExtractiveAnswerer
-    from rag.chain import heuristic_condense
-    from rag.components import open_index
+    from rag.answering.assistant import open_index
+    from rag.answering.chain import heuristic_condense
+    from rag.answering.extractive import ExtractiveAnswerer
     from rag.config import Settings
     from rag.embeddings import build_embeddings
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Validate a golden question file against the corpus (the rules live in ``rag.evaluation``).
+"""Validate a golden question file against the corpus (the rules live in ``rag.evaluation.harness``).
 
 Usage: python evals/check_golden.py [path/to/golden.jsonl] [path/to/corpus]
 
@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from rag.evaluation import TYPES, golden_problems, read_corpus
+from rag.evaluation.harness import TYPES, golden_problems, read_corpus
 
 HERE = Path(__file__).resolve().parent
 

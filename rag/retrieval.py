@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.citations import STOPWORDS, content_tokens
+from rag.answering.citations import STOPWORDS, content_tokens
 from rag.config import Settings
 from rag.lexical import LexicalIndex
 from rag.spelling import SpellingCorrector

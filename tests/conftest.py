@@ -63,7 +63,7 @@ def fake_embeddings() -> HashingEmbeddings:
 @pytest.fixture(scope="session")
 def corpus() -> dict[str, str]:
     """The bundled corpus/ files by name, which the question sets cite."""
-    from rag.evaluation import read_corpus
+    from rag.evaluation.harness import read_corpus
 
     return read_corpus(REPO / "corpus")
 

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rag.chain import Answer, Assistant, QuestionError
+from rag.answering.chain import Answer, Assistant, QuestionError
 from rag.cli import app
 from rag.config import Settings
 from rag.ingest import Manifest, ingest
-from rag.slack import SlackBot
+from rag.slack.bot import SlackBot
 from rag.store import make_client
-from rag.web import WebChat
+from rag.web.app import WebChat
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings, build_fake_assistant, write_corpus
 from tests.test_reliability import RecordingSlackClient
@@ -79,11 +79,11 @@ def h(settings: Settings) -> Iterator[Harness]:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The CLI with the fake embeddings in place of the model."""
-    import rag.components
+    import rag.answering.assistant
     import rag.embeddings
 
     monkeypatch.setattr(rag.embeddings, "build_embeddings", lambda settings: HashingEmbeddings())
-    monkeypatch.setattr(rag.components, "build_embeddings", lambda settings: HashingEmbeddings())
+    monkeypatch.setattr(rag.answering.assistant, "build_embeddings", lambda settings: HashingEmbeddings())
     return CliRunner()
 
 
@@ -125,7 +125,7 @@ def test_100k_character_question_is_refused_with_the_limit(h: Harness, cli: CliR
     view = list(h.chat.respond(huge, []))[-1]
     assert "the limit is 2,000" in view.notice.replace("\\", "")
     assert view.box == huge  # kept in the box so the user can shorten it
-    from rag.web import ChatError
+    from rag.web.app import ChatError
 
     with pytest.raises(ChatError, match="limit is 2,000"):
         h.chat.ask_api(huge, [])
@@ -237,7 +237,7 @@ def test_missing_data_directory(cli: CliRunner, tmp_path: Path) -> None:
     write_corpus(settings.corpus_dir)
     result = run(cli, settings, "ask", GOOD)
     assert result.exit_code == 1 and "no index in" in result.output and "rag ingest" in result.output
-    from rag.web import open_assistant
+    from rag.web.app import open_assistant
 
     # The web chat builds the index itself when there is none.
     assistant, problem = open_assistant(settings, HashingEmbeddings())
@@ -245,7 +245,7 @@ def test_missing_data_directory(cli: CliRunner, tmp_path: Path) -> None:
 
 
 def test_missing_corpus_and_no_index_is_a_clear_web_notice(tmp_path: Path) -> None:
-    from rag.web import open_assistant
+    from rag.web.app import open_assistant
 
     settings = make_settings(tmp_path)  # neither corpus nor index
     assistant, problem = open_assistant(settings, HashingEmbeddings())

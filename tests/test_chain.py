@@ -7,10 +7,10 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from rag import prompts
-from rag.answerers import ChatModelAnswerer
-from rag.chain import Answer, Delta, QuestionError, heuristic_condense
-from rag.citations import clean_markers, split_sentences
+from rag.answering import prompts
+from rag.answering.chain import Answer, Delta, QuestionError, heuristic_condense
+from rag.answering.citations import clean_markers, split_sentences
+from rag.answering.extractive import ChatModelAnswerer
 from rag.config import Settings
 from rag.retrieval import Passage
 from tests.fake_openai import fake_openai
@@ -169,7 +169,7 @@ def test_openai_answerer_against_a_fake_server(settings: Settings, tmp_path: Pat
             openai_model="tiny",
             openai_api_key="sk-test",
         )
-        from rag.answerers import build_answerer
+        from rag.answering.extractive import build_answerer
         from tests.fakes import HashingEmbeddings
 
         emb = HashingEmbeddings()
@@ -188,7 +188,7 @@ def test_openai_answerer_against_a_fake_server(settings: Settings, tmp_path: Pat
 
 
 def test_openai_backend_down_falls_back_to_extractive(settings: Settings, tmp_path: Path) -> None:
-    from rag.answerers import ExtractiveAnswerer, build_answerer
+    from rag.answering.extractive import ExtractiveAnswerer, build_answerer
     from tests.fakes import HashingEmbeddings
 
     with fake_openai("unused", status=500) as server:
@@ -237,7 +237,7 @@ def _passage(text: str, chunk_id: str) -> Passage:
 
 
 def test_extractive_never_quotes_a_sentence_twice_from_overlapping_chunks() -> None:
-    from rag.answerers import ExtractiveAnswerer
+    from rag.answering.extractive import ExtractiveAnswerer
     from tests.fakes import HashingEmbeddings
 
     shared = "KEDO halted the reactor project in 2006 after years of delay."
@@ -254,7 +254,7 @@ def test_extractive_never_quotes_a_sentence_twice_from_overlapping_chunks() -> N
 
 
 def test_extractive_quotes_the_sentence_a_pronoun_refers_back_to() -> None:
-    from rag.answerers import ExtractiveAnswerer
+    from rag.answering.extractive import ExtractiveAnswerer
     from tests.fakes import HashingEmbeddings
 
     passage = _passage(

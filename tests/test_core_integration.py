@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from rag.answering.assistant import build_assistant
 from rag.cli import app
-from rag.components import build_assistant
 from rag.config import Settings
 from rag.ingest import index_status, ingest
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.components import build_assistant
+from rag.answering.assistant import build_assistant
 from rag.config import Settings
 from rag.ingest import ingest
 from tests.conftest import REPO, stop_process

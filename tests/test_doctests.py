@@ -7,7 +7,14 @@ import importlib
 
 import pytest
 
-MODULES = ["rag.config", "rag.splitting", "rag.citations", "rag.retrieval", "rag.chain", "rag.prompts"]
+MODULES = [
+    "rag.config",
+    "rag.splitting",
+    "rag.answering.citations",
+    "rag.retrieval",
+    "rag.answering.chain",
+    "rag.answering.prompts",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

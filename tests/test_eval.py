@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 
-from rag.answerers import ExtractiveAnswerer
-from rag.chain import Assistant, build_chain
-from rag.components import open_index
+from rag.answering.assistant import open_index
+from rag.answering.chain import Assistant, build_chain
+from rag.answering.extractive import ExtractiveAnswerer
 from rag.config import Settings
-from rag.eval_metrics import ExactJudge
-from rag.eval_report import check_gate, compare_markdown, load_thresholds
-from rag.evaluation import (
+from rag.evaluation.harness import (
     GoldenError,
     Pipeline,
     answerer_settings,
@@ -23,6 +21,8 @@ from rag.evaluation import (
     load_questions,
     run_cli,
 )
+from rag.evaluation.metrics import ExactJudge
+from rag.evaluation.report import check_gate, compare_markdown, load_thresholds
 from rag.retrieval import HybridRetriever, Passage
 from tests.fakes import HashingEmbeddings
 
@@ -341,7 +341,7 @@ def test_rag_eval_command_on_the_real_index(
 
 
 def test_the_report_counts_outcomes_per_type_and_lists_answered_unanswerables() -> None:
-    from rag.eval_report import outcomes
+    from rag.evaluation.report import outcomes
 
     def row(qid: str, kind: str, answer: str, *, refused: bool = False, correct: float | None = None) -> dict:  # type: ignore[type-arg]
         return {

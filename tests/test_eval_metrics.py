@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from rag.citations import split_sentences
-from rag.eval_metrics import (
+from rag.answering.citations import split_sentences
+from rag.evaluation.metrics import (
     ExactJudge,
     aggregate,
     citation_metrics,

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rag.evaluation import ARTICLE, FIELDS, golden_problems
+from rag.evaluation.harness import ARTICLE, FIELDS, golden_problems
 
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "evals" / "golden.jsonl"

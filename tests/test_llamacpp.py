@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from rag import prompts
-from rag.answerers import AnswererError
-from rag.config import Settings
-from rag.llamacpp import (
+from rag.answering import prompts
+from rag.answering.extractive import AnswererError
+from rag.answering.llamacpp import (
     LlamaCppAnswerer,
     LocalModel,
     answer_messages,
@@ -21,6 +20,7 @@ from rag.llamacpp import (
     parse_verdict,
     trim_passage,
 )
+from rag.config import Settings
 from rag.retrieval import Passage
 from tests.fakes import build_fake_assistant
 
@@ -235,7 +235,7 @@ def test_chain_drops_unsupported_sentences_when_asked(tmp_path: Any) -> None:
 
 def assistant_with_fallback(settings: Settings, model: Any) -> Any:
     """The llamacpp answerer and judge over ``model``, falling back to extractive answers."""
-    from rag.answerers import ExtractiveAnswerer
+    from rag.answering.extractive import ExtractiveAnswerer
     from tests.fakes import HashingEmbeddings
 
     embeddings = HashingEmbeddings()

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from rag import prompts
-from rag.chain import Answer, Delta
+from rag.answering import prompts
+from rag.answering.chain import Answer, Delta
+from rag.answering.llm_files import MODELS, ModelVerificationError, checked_model_path, verify_file
 from rag.config import Settings
-from rag.models import MODELS, ModelVerificationError, checked_model_path, verify_file
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def llm_settings(real_index: Settings, model_file: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def assistant(llm_settings: Settings, real_embeddings: object):  # type: ignore[no-untyped-def]
-    from rag.components import build_assistant
+    from rag.answering.assistant import build_assistant
 
     return build_assistant(llm_settings, real_embeddings)  # type: ignore[arg-type]
 
@@ -76,7 +76,7 @@ def test_a_same_size_forgery_is_rejected_by_hash_and_never_loaded(tmp_path: Path
     with pytest.raises(ModelVerificationError, match="SHA-256"):
         verify_file(fake, SPEC)
     s = Settings(_env_file=None, data_dir=tmp_path, llm_model="0.5b")  # type: ignore[call-arg]
-    from rag.llamacpp import build_llamacpp_answerer
+    from rag.answering.llamacpp import build_llamacpp_answerer
 
     with pytest.raises(ModelVerificationError):
         build_llamacpp_answerer(s)
@@ -110,7 +110,7 @@ def test_a_question_the_corpus_cannot_answer_gets_the_refusal(
 ) -> None:  # type: ignore[no-untyped-def]
     # Ask the model directly over on-topic passages that lack the answer, so the refusal comes
     # from the model and not from the retrieval threshold.
-    from rag.llamacpp import build_llamacpp_answerer
+    from rag.answering.llamacpp import build_llamacpp_answerer
     from rag.retrieval import Passage
 
     passages = [
@@ -144,7 +144,7 @@ def test_a_question_the_corpus_cannot_answer_gets_the_refusal(
 
 
 def test_the_judge_flags_a_planted_false_sentence(llm_settings: Settings) -> None:
-    from rag.llamacpp import llamacpp_judge, llamacpp_verifier
+    from rag.answering.llamacpp import llamacpp_judge, llamacpp_verifier
     from rag.retrieval import Passage
 
     text = (
@@ -163,6 +163,6 @@ def test_the_judge_flags_a_planted_false_sentence(llm_settings: Settings) -> Non
 
 
 def test_the_model_is_loaded_once_per_process(llm_settings: Settings) -> None:
-    from rag.llamacpp import shared_model
+    from rag.answering.llamacpp import shared_model
 
     assert shared_model(llm_settings) is shared_model(llm_settings.model_copy(update={"llm_max_tokens": 64}))

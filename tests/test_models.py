@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.config import Settings
-from rag.models import (
+from rag.answering.llm_files import (
     MODELS,
     ModelMissingError,
     ModelSpec,
@@ -18,6 +17,7 @@ from rag.models import (
     model_path,
     verify_file,
 )
+from rag.config import Settings
 from tests.conftest import make_settings
 
 PARTS = [b"GGUF-part-one|", b"part-two|", b"three"]

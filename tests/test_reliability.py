@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from rag.chain import Assistant
+from rag.answering.chain import Assistant
 from rag.config import Settings
 from rag.ingest import Manifest
 from rag.lexical import LexicalIndex, fingerprint
@@ -156,9 +156,9 @@ def check_index_complete(settings: Settings) -> Manifest:
 
 def open_fake_assistant(settings: Settings, embeddings: Any) -> Assistant:
     """The chain over an existing index (no ingest), as ``build_assistant`` wires it."""
-    from rag.answerers import ExtractiveAnswerer
-    from rag.chain import build_chain
-    from rag.components import open_index
+    from rag.answering.assistant import open_index
+    from rag.answering.chain import build_chain
+    from rag.answering.extractive import ExtractiveAnswerer
     from rag.retrieval import HybridRetriever
 
     index = open_index(settings, embeddings)
@@ -312,8 +312,8 @@ def slack_event(text: str, ts: str, user: str = "U1") -> dict[str, Any]:
 
 @pytest.mark.integration
 def test_chroma_server_down_at_start_and_per_request_then_recovers(tmp_path: Path) -> None:
-    from rag.slack import SlackBot
-    from rag.web import WebChat, open_assistant
+    from rag.slack.bot import SlackBot
+    from rag.web.app import WebChat, open_assistant
 
     port = free_port()
     settings = make_settings(tmp_path, chroma_host="127.0.0.1", chroma_port=port, rate_limit_per_minute=0)
@@ -371,7 +371,7 @@ def test_chroma_server_down_at_start_and_per_request_then_recovers(tmp_path: Pat
 
 
 def openai_assistant(settings: Settings, url: str, **overrides: Any) -> Assistant:
-    from rag.answerers import ExtractiveAnswerer, build_answerer
+    from rag.answering.extractive import ExtractiveAnswerer, build_answerer
 
     s = settings.model_copy(
         update={"answerer": "openai", "openai_base_url": url, "openai_timeout_s": 1.0, **overrides}
@@ -390,7 +390,7 @@ def test_slow_backend_times_out_and_falls_back_to_the_extractive_answer(settings
 
 
 def test_backend_down_without_fallback_is_a_clear_message(settings: Settings) -> None:
-    from rag.web import WebChat
+    from rag.web.app import WebChat
 
     url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
     assistant = openai_assistant(settings, url, fallback_to_extractive=False)

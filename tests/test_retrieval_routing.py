@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.components import open_index
+from rag.answering.assistant import open_index
 from rag.config import Settings
 from rag.ingest import ingest
 from rag.retrieval import HybridRetriever, Passage, authored_reference, question_parts, reserve
@@ -120,8 +120,8 @@ def test_every_document_bylined_means_no_routing(tmp_path: Path) -> None:
 def test_an_article_question_is_not_refused_for_a_low_cosine_alone(
     retriever: tuple[HybridRetriever, Settings],
 ) -> None:
-    from rag.answerers import ExtractiveAnswerer
-    from rag.chain import Assistant, build_chain
+    from rag.answering.chain import Assistant, build_chain
+    from rag.answering.extractive import ExtractiveAnswerer
 
     r, settings = retriever
     # A threshold no passage reaches: only questions about a named document get past it.

@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rag.answerers import ExtractiveAnswerer, format_passages
-from rag.chain import Assistant
+from rag.answering.chain import Assistant
+from rag.answering.extractive import ExtractiveAnswerer, format_passages
 from rag.cli import app
 from rag.config import Settings
 from rag.documents import discover
 from rag.ingest import Manifest, ingest
 from rag.retrieval import Passage
-from rag.slack import SlackBot, check_slack_settings
-from rag.web import WebChat
+from rag.slack.bot import SlackBot, check_slack_settings
+from rag.web.app import WebChat
 from tests.conftest import make_settings
 from tests.fake_openai import fake_openai
 from tests.fakes import SMALL_CORPUS, HashingEmbeddings, build_fake_assistant, write_corpus
@@ -125,7 +125,7 @@ def test_the_real_prompt_marks_passages_as_data(planted: Settings) -> None:
     reply = "The crane is serviced every March [1]."
     with fake_openai(reply) as server:
         s = planted.model_copy(update={"answerer": "openai", "openai_base_url": server["url"]})
-        from rag.answerers import build_answerer
+        from rag.answering.extractive import build_answerer
 
         emb = HashingEmbeddings()
         answer = build_fake_assistant(s, embeddings=emb, answerer=build_answerer(s, emb)).ask(
@@ -216,7 +216,7 @@ def test_per_user_rate_limit_in_the_web_chat(settings: Settings) -> None:
         assert list(chat.respond("How long is the coastline?", [], user="host:1"))[-1].notice == ""
     blocked = list(chat.respond("How long is the coastline?", [], user="host:1"))[-1]
     assert "the limit" in blocked.notice and blocked.turns == []
-    from rag.web import ChatError
+    from rag.web.app import ChatError
 
     with pytest.raises(ChatError, match="the limit"):
         chat.ask_api("How long is the coastline?", [], user="host:1")
@@ -276,7 +276,7 @@ def test_secrets_never_reach_the_logs(
         s2 = s.model_copy(
             update={"answerer": "openai", "openai_base_url": server["url"], "min_relevance": 0.05}
         )
-        from rag.answerers import build_answerer
+        from rag.answering.extractive import build_answerer
 
         emb = HashingEmbeddings()
         assistant: Assistant = build_fake_assistant(s2, embeddings=emb, answerer=build_answerer(s2, emb))

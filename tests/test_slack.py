@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from rag import prompts
-from rag import slack as slack_mod
-from rag.chain import Answer, Assistant, heuristic_condense
+from rag.answering import prompts
+from rag.answering.chain import Answer, Assistant, heuristic_condense
 from rag.config import Settings
 from rag.feedback import read_feedback
-from rag.slack import (
+from rag.slack import bot as slack_mod
+from rag.slack.bot import (
     ERROR_TEXT,
     RateLimiter,
     SlackConfigError,
@@ -37,7 +37,7 @@ from rag.slack import (
     check_slack_settings,
     run_slack,
 )
-from rag.slack_format import slack_to_plain
+from rag.slack.format import slack_to_plain
 from tests.conftest import make_settings
 from tests.fake_slack import (
     BOT_ID,
@@ -587,7 +587,7 @@ def test_run_slack_serves_http_mode_on_the_configured_address(
     fake_assistant: Assistant,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import rag.components
+    import rag.answering.assistant
 
     servers: list[Any] = []
 
@@ -595,7 +595,7 @@ def test_run_slack_serves_http_mode_on_the_configured_address(
         servers.append(build_http_server(app, host, port, path))
         return servers[-1]
 
-    monkeypatch.setattr(rag.components, "build_assistant", lambda settings: fake_assistant)
+    monkeypatch.setattr(rag.answering.assistant, "build_assistant", lambda settings: fake_assistant)
     monkeypatch.setattr(slack_mod, "build_http_server", capture)
     settings = slack_settings(corpus_settings, fake_api, slack_port=free_port())
     thread = threading.Thread(target=run_slack, args=(settings,), daemon=True)
@@ -667,7 +667,7 @@ def test_socket_mode_answers_and_acks(
 
 @pytest.fixture(scope="module")
 def real_assistant(real_index: Settings) -> Assistant:
-    from rag.components import build_assistant
+    from rag.answering.assistant import build_assistant
 
     return build_assistant(real_index)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-from rag.chain import Answer, Citation
+from rag.answering.chain import Answer, Citation
 from rag.retrieval import Passage
-from rag.slack_format import (
+from rag.slack.format import (
     BLOCKS_PER_MESSAGE,
     FEEDBACK_BLOCK_ID,
     SECTION_TEXT_LIMIT,
@@ -195,7 +195,7 @@ def test_slack_to_plain() -> None:
 
 
 def test_unsupported_sentences_are_flagged_under_the_answer() -> None:
-    from rag.citations import Sentence
+    from rag.answering.citations import Sentence
 
     cited = Citation(1, passage(1, text="Talks help."), "Talks help.")
     reply = answer("Talks help. [1] The moon is <!channel> cheese. [1]", [cited])

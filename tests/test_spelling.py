@@ -42,7 +42,7 @@ def test_the_lexical_index_knows_words_in_any_inflection() -> None:
 
 
 def test_a_misspelt_question_is_searched_as_meant(tmp_path: Path) -> None:
-    from rag.components import open_index
+    from rag.answering.assistant import open_index
     from rag.ingest import ingest
     from tests.conftest import make_settings
     from tests.fakes import HashingEmbeddings, write_corpus

@@ -12,11 +12,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from rag.answerers import AnswererError
+from rag.answering.extractive import AnswererError
 from rag.config import Settings
 from rag.feedback import read_feedback
+from rag.ratelimit import RateLimiter
 from rag.retrieval import Passage
-from rag.web import (
+from rag.web.app import (
     ChatError,
     View,
     WebChat,
@@ -27,8 +28,7 @@ from rag.web import (
     open_assistant,
     user_key,
 )
-from rag.web_ratelimit import RateLimiter
-from rag.web_render import answer_markdown, escape_markdown, highlight, sources_html, status_line
+from rag.web.render import answer_markdown, escape_markdown, highlight, sources_html, status_line
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings, build_fake_assistant, write_corpus
 
@@ -51,7 +51,7 @@ def last(views: Iterator[View]) -> View:
 # -- rendering --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["rag.web_render", "rag.web_ratelimit"])
+@pytest.mark.parametrize("name", ["rag.web.render", "rag.ratelimit"])
 def test_docstring_examples(name: str) -> None:
     result = doctest.testmod(importlib.import_module(name))
     assert result.attempted > 0 and result.failed == 0
@@ -261,7 +261,7 @@ def test_backend_down_is_a_message_not_a_traceback(settings: Settings) -> None:
 
 
 def test_backend_down_with_fallback_shows_the_note(settings: Settings) -> None:
-    from rag.answerers import ExtractiveAnswerer
+    from rag.answering.extractive import ExtractiveAnswerer
 
     fake = HashingEmbeddings()
     assistant = build_fake_assistant(
@@ -281,7 +281,7 @@ def test_unexpected_failure_is_logged_and_summarised(
         def stream(self, question: str, history: Any = None) -> Iterator[Any]:
             raise RuntimeError("boom")
 
-    with caplog.at_level(logging.ERROR, logger="rag.web"):
+    with caplog.at_level(logging.ERROR, logger="rag.web.app"):
         view = last(WebChat(Broken(), settings).respond(QUESTION, []))  # type: ignore[arg-type]
     assert "went wrong" in view.notice and "boom" not in view.notice and "Traceback" not in view.notice
     assert "boom" in caplog.text

@@ -291,7 +291,7 @@ def test_api_endpoint_returns_the_json_of_rag_ask(
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from rag.components import build_assistant
+    from rag.answering.assistant import build_assistant
 
     client = Client(app.url, verbose=False)
     assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/ask"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rag.web import build_ui, serve
+from rag.web.app import build_ui, serve
 from tests.conftest import make_settings
 from tests.fakes import build_fake_assistant, write_corpus
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.chain import Assistant, Retriever, clean_history, heuristic_condense, turn_passages
+from rag.answering.chain import Assistant, Retriever, clean_history, heuristic_condense, turn_passages
 from rag.config import Settings
-from rag.eval_metrics import KS, ExactJudge, Judge, VerifierJudge, aggregate, score
+from rag.evaluation.metrics import KS, ExactJudge, Judge, VerifierJudge, aggregate, score
 from rag.retrieval import Passage
 
 if TYPE_CHECKING:
@@ -246,9 +246,9 @@ def llamacpp_installed(settings: Settings, size: str | None = None) -> bool:
     """True when llama-cpp-python and the GGUF file of the model (``size`` or the setting) are here."""
     from importlib.util import find_spec
 
-    if find_spec("llama_cpp") is None or find_spec("rag.llamacpp") is None:
+    if find_spec("llama_cpp") is None or find_spec("rag.answering.llamacpp") is None:
         return False
-    from rag.models import model_path
+    from rag.answering.llm_files import model_path
 
     variant = settings.model_copy(update={"llm_model": size}) if size else settings
     return model_path(variant).is_file()
@@ -267,7 +267,7 @@ def build_judge(settings: Settings, kind: str = "auto") -> Judge:
     """The judge for generated sentences: ``llamacpp`` (local, preferred), ``openai``
     (any OpenAI-compatible server), or ``match`` (word overlap, the chain's own check, when no
     LLM is available). ``auto`` takes the first available in that order."""
-    from rag.chain import verify_by_match
+    from rag.answering.chain import verify_by_match
 
     if kind == "auto":
         if llamacpp_installed(settings):
@@ -277,8 +277,8 @@ def build_judge(settings: Settings, kind: str = "auto") -> Judge:
     if kind == "llamacpp":
         return build_llamacpp_judge(settings)
     if kind == "openai":
-        from rag.answerers import build_openai_model
-        from rag.eval_metrics import ChatModelJudge
+        from rag.answering.extractive import build_openai_model
+        from rag.evaluation.metrics import ChatModelJudge
 
         if not settings.openai_base_url:
             raise ValueError("the openai judge needs RAG_OPENAI_BASE_URL")
@@ -291,7 +291,7 @@ def build_judge(settings: Settings, kind: str = "auto") -> Judge:
 def build_llamacpp_judge(settings: Settings) -> Judge:
     """The local model's strict yes/no per sentence; a sentence quoted from its passage passes
     outright (stricter than the chain's own verifier, which also accepts 90% word overlap)."""
-    from rag import llamacpp  # type: ignore[attr-defined,unused-ignore]
+    from rag.answering import llamacpp  # type: ignore[attr-defined,unused-ignore]
 
     local = llamacpp.shared_model(settings)
     exact = ExactJudge()
@@ -308,7 +308,7 @@ def build_pipeline(
     settings: Settings, name: str, embeddings: Embeddings, *, judge: str = "auto"
 ) -> Pipeline:
     """The real pipeline for one answerer name (or ``retrieval-only``) over the built index."""
-    from rag.components import build_assistant, open_index
+    from rag.answering.assistant import build_assistant, open_index
 
     index = open_index(settings, embeddings)
     retriever = index.retriever(embeddings, settings)
@@ -374,7 +374,7 @@ def run_cli(
 ) -> int:
     """``rag eval``: run, write the report, compare, gate. Returns the exit code (0 ok, 1 gate
     failed, 2 usage error). Factories are parameters so tests can hand in fakes."""
-    from rag import eval_report
+    from rag.evaluation import report as eval_report
 
     say = echo or _echo
     thresholds = None

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rag.chain import Answer, AnswererError, Assistant, Delta, QuestionError, check_question
+from rag.answering.chain import Answer, AnswererError, Assistant, Delta, QuestionError, check_question
 from rag.config import Settings
 from rag.feedback import record_feedback
+from rag.ratelimit import RateLimiter
 from rag.store import IndexProblem
-from rag.web_ratelimit import RateLimiter
-from rag.web_render import answer_markdown, escape_markdown, sources_html, status_line
+from rag.web.render import answer_markdown, escape_markdown, sources_html, status_line
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -428,7 +428,7 @@ def open_assistant(
 
     Returns ``(assistant, None)``, or ``(None, message)`` when there is no usable index.
     """
-    from rag.components import build_assistant
+    from rag.answering.assistant import build_assistant
     from rag.documents import CorpusError
     from rag.embeddings import build_embeddings
     from rag.ingest import IngestBusyError, index_status, ingest

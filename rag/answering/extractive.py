@@ -2,7 +2,7 @@
 
 All answerers share one interface (``stream`` yields text pieces). ``extractive`` needs no LLM:
 it quotes the passage sentences that best answer the question. ``openai`` talks to any
-OpenAI-compatible chat endpoint. ``llamacpp`` (``rag.llamacpp``) runs a local GGUF model.
+OpenAI-compatible chat endpoint. ``llamacpp`` (``rag.answering.llamacpp``) runs a local GGUF model.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from rag import prompts
-from rag.citations import content_tokens, normalise, split_sentences
+from rag.answering import prompts
+from rag.answering.citations import content_tokens, normalise, split_sentences
 from rag.config import Settings
 from rag.retrieval import Passage
 from rag.splitting import CARD_SECTION
@@ -211,7 +211,7 @@ def build_answerer(settings: Settings, embeddings: Embeddings) -> Answerer:
             build_openai_model(settings), name="openai", max_history_turns=settings.max_history_turns
         )
     if settings.answerer == "llamacpp":
-        from rag.llamacpp import build_llamacpp_answerer
+        from rag.answering.llamacpp import build_llamacpp_answerer
 
         return build_llamacpp_answerer(settings)
     return ExtractiveAnswerer(

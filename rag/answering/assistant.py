@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rag.answerers import ExtractiveAnswerer, build_answerer, build_openai_model
-from rag.chain import Assistant, build_chain, llm_condense
+from rag.answering.chain import Assistant, build_chain, llm_condense
+from rag.answering.extractive import ExtractiveAnswerer, build_answerer, build_openai_model
 from rag.config import Settings
 from rag.embeddings import build_embeddings, spec_of
 from rag.ingest import Manifest, sync_lexical
@@ -72,7 +72,7 @@ def build_assistant(settings: Settings, embeddings: Embeddings | None = None) ->
     if settings.answerer == "openai":
         condense = llm_condense(build_openai_model(settings))
     elif settings.answerer == "llamacpp":
-        from rag.llamacpp import llamacpp_condense, llamacpp_verifier
+        from rag.answering.llamacpp import llamacpp_condense, llamacpp_verifier
 
         condense = llamacpp_condense(settings)
         verifier = llamacpp_verifier(settings)

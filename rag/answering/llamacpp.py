@@ -21,12 +21,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from rag import prompts
-from rag.answerers import AnswererError, Turn, format_passages
-from rag.chain import FOLLOWUP_HINT, Verifier, heuristic_condense, verify_by_match
-from rag.citations import content_tokens, split_sentences, strip_markers
+from rag.answering import prompts
+from rag.answering.chain import FOLLOWUP_HINT, Verifier, heuristic_condense, verify_by_match
+from rag.answering.citations import content_tokens, split_sentences, strip_markers
+from rag.answering.extractive import AnswererError, Turn, format_passages
+from rag.answering.llm_files import checked_model_path
 from rag.config import Settings
-from rag.models import checked_model_path
 from rag.retrieval import Passage
 
 Message = dict[str, str]
@@ -124,7 +124,7 @@ _SHARED_LOCK = threading.Lock()
 
 def shared_model(settings: Settings) -> LocalModel:
     """The process-wide model for these settings (verified and loaded on first use)."""
-    path = checked_model_path(settings)  # cheap after the first check: see rag.models.verify_file
+    path = checked_model_path(settings)  # cheap after the first check: see llm_files.verify_file
     key = (str(path.resolve()), settings.llm_threads, settings.llm_context)
     with _SHARED_LOCK:
         if key not in _SHARED:

@@ -8,7 +8,7 @@ entry point of ``rag slack``: Socket Mode when an app token is set, HTTP (Events
     app = build_slack_app(assistant=assistant, settings=settings, client=client)
     build_http_server(app, "127.0.0.1", 3000).run()   # POST /slack/events
 
-Block Kit rendering lives in ``rag.slack_format``.
+Block Kit rendering lives in ``rag.slack.format``.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from collections.abc import Callable, Hashable
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
-from rag.chain import Answer, Assistant, QuestionError
+from rag.answering.chain import Answer, Assistant, QuestionError
 from rag.config import Settings
 from rag.feedback import record_feedback
-from rag.slack_format import (
+from rag.slack.format import (
     FEEDBACK_BLOCK_ID,
     FEEDBACK_DOWN,
     FEEDBACK_UP,
@@ -440,7 +440,7 @@ def run_slack(settings: Settings) -> None:
     """``rag slack``: check the tokens, load the index, then serve until interrupted."""
     from slack_bolt.error import BoltError
 
-    from rag.components import build_assistant
+    from rag.answering.assistant import build_assistant
     from rag.store import IndexProblem
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -20,9 +20,8 @@ from typing import Any, Protocol
 
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
-from rag import prompts
-from rag.answerers import Answerer, AnswererError, Turn
-from rag.citations import (
+from rag.answering import prompts
+from rag.answering.citations import (
     Sentence,
     best_quote,
     clean_markers,
@@ -33,6 +32,7 @@ from rag.citations import (
     split_sentences,
     strip_markers,
 )
+from rag.answering.extractive import Answerer, AnswererError, Turn
 from rag.config import Settings
 from rag.retrieval import Passage, fuse_passages
 

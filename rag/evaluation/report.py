@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rag.config import Settings
-from rag.eval_metrics import KS, LOWER_IS_BETTER
+from rag.evaluation.metrics import KS, LOWER_IS_BETTER
 
 # The order metrics are shown in; anything else measured follows.
 SHOWN = (

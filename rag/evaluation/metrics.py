@@ -17,13 +17,13 @@ import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rag.citations import markers_in, split_sentences, strip_markers
+from rag.answering.citations import markers_in, split_sentences, strip_markers
 from rag.retrieval import Passage
 
 if TYPE_CHECKING:
     from langchain_core.language_models import BaseChatModel
 
-    from rag.chain import Verifier
+    from rag.answering.chain import Verifier
 
 KS: tuple[int, ...] = (1, 3, 5, 10)
 # A quote cut by a chunk boundary still counts when one chunk holds this share of it. With the
@@ -192,7 +192,7 @@ class ExactJudge:
 
 
 class VerifierJudge:
-    """Any chain ``Verifier`` as a judge, e.g. ``rag.llamacpp.llamacpp_verifier(settings)``."""
+    """Any chain ``Verifier`` as a judge, e.g. ``rag.answering.llamacpp.llamacpp_verifier(settings)``."""
 
     def __init__(self, verifier: Verifier, *, name: str) -> None:
         self.verifier = verifier
@@ -210,7 +210,7 @@ class ChatModelJudge:
         self.name = name
 
     def supported(self, claim: str, passages: Sequence[Passage]) -> bool | None:
-        from rag import prompts
+        from rag.answering import prompts
 
         text = "\n\n".join(p.text for p in passages)
         prompt = prompts.load("judge_support").format(passages=text, claim=strip_markers(claim))

@@ -1,0 +1,1 @@
+"""The Slack bot: listeners over the answering API (``bot``) and Block Kit rendering (``format``)."""
