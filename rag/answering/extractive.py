@@ -81,12 +81,13 @@ class ExtractiveAnswerer:
         if best < self.min_score:
             return []
         picked: list[tuple[int, str]] = []
-        for idx in order[: self.max_sentences * 3]:
-            if len(picked) >= self.max_sentences or scores[idx] < best * 0.85:
+        for count, idx in enumerate(order[: self.max_sentences * 3]):
+            if count >= self.max_sentences or scores[idx] < best * 0.85:
                 break
             n, sentence, _ = candidates[int(idx)]
             before = _antecedent(sentence, passages[n - 1].text)
-            # "It was halted in 2006." says nothing without the sentence that names "it".
+            # "It was halted in 2006." says nothing without the sentence that names "it"; that
+            # sentence comes with it, on top of the picks.
             if before and all(before not in shown for _, shown in picked):
                 picked.append((n, before))
             picked.append((n, sentence))
