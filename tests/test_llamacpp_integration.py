@@ -166,3 +166,20 @@ def test_the_model_is_loaded_once_per_process(llm_settings: Settings) -> None:
     from rag.answering.llamacpp import shared_model
 
     assert shared_model(llm_settings) is shared_model(llm_settings.model_copy(update={"llm_max_tokens": 64}))
+
+
+def test_yes_no_margin_reads_the_judgement_and_reuses_the_cached_prefix(model_file: Path) -> None:
+    from rag.answering.judged import yes_no_margin
+    from rag.answering.llamacpp import LocalModel, load_llama
+
+    model = LocalModel(lambda: load_llama(model_file, threads=2, context=1024))
+    system = "Answer yes or no."
+    yes = yes_no_margin(model, system, "Is Paris the capital of France? Answer yes or no.")
+    held = model.llm.n_tokens
+    no = yes_no_margin(model, system, "Is Paris the capital of Japan? Answer yes or no.")
+    # The 0.5B model leans to "no" on both (its judgements are near chance; the 1.5B gives
+    # +3.9 and -4.0 here), but it still finds the true statement the likelier "yes".
+    assert yes > no
+    # Asked again after another question, the same judgement comes out the same.
+    again = yes_no_margin(model, system, "Is Paris the capital of France? Answer yes or no.")
+    assert abs(again - yes) < 1e-6 and held > 0
