@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     llm_threads: int = Field(2, ge=1, le=256)
     llm_context: int = Field(4096, ge=512, le=32768)
     llm_max_tokens: int = Field(256, ge=16, le=4096)
+    # "judge": the model only decides whether the extractive quotes state the answer (refusing
+    # when they do not); "writer": it writes the answer, checked sentence by sentence. The
+    # writer's answers measured worse than the quotes (docs/llm.md), so judging is the default.
+    llm_role: Literal["judge", "writer"] = "judge"
+    # The judge's log P(yes) - log P(no) below which the quotes are refused (docs/llm.md).
+    llm_min_margin: float = Field(-1.4, ge=-20.0, le=20.0)
 
     # Web chat.
     host: str = "127.0.0.1"

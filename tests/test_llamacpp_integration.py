@@ -38,6 +38,7 @@ def llm_settings(real_index: Settings, model_file: Path) -> Settings:
     return real_index.model_copy(
         update={
             "answerer": "llamacpp",
+            "llm_role": "writer",  # most tests here are about generated answers
             "llm_model": "0.5b",
             "llm_model_path": model_file,
             "llm_max_tokens": 128,
@@ -183,3 +184,16 @@ def test_yes_no_margin_reads_the_judgement_and_reuses_the_cached_prefix(model_fi
     # Asked again after another question, the same judgement comes out the same.
     again = yes_no_margin(model, system, "Is Paris the capital of France? Answer yes or no.")
     assert abs(again - yes) < 1e-6 and held > 0
+
+
+def test_the_judge_role_shows_only_quotes_or_refuses(llm_settings: Settings, real_embeddings: object) -> None:
+    from rag.answering.assistant import build_assistant
+
+    judged = build_assistant(llm_settings.model_copy(update={"llm_role": "judge"}), real_embeddings)  # type: ignore[arg-type]
+    answer = judged.ask(COASTLINE)
+    assert answer.mode == "llamacpp", answer.note
+    if answer.refused:
+        assert answer.answer == prompts.refusal() and not answer.citations
+    else:
+        assert "2,495 km" in answer.answer
+        assert answer.sentences and all(s.supported for s in answer.sentences)

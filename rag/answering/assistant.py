@@ -71,7 +71,9 @@ def build_assistant(settings: Settings, embeddings: Embeddings | None = None) ->
     verifier: Any = None
     if settings.answerer == "openai":
         condense = llm_condense(build_openai_model(settings))
-    elif settings.answerer == "llamacpp":
+    elif settings.answerer == "llamacpp" and settings.llm_role == "writer":
+        # A judged answer is made of quotes: the heuristic condenses and exact matching checks
+        # it, and the model's time goes to the one judgement.
         from rag.answering.llamacpp import llamacpp_condense, llamacpp_verifier
 
         condense = llamacpp_condense(settings)

@@ -211,12 +211,17 @@ def build_answerer(settings: Settings, embeddings: Embeddings) -> Answerer:
         return ChatModelAnswerer(
             build_openai_model(settings), name="openai", max_history_turns=settings.max_history_turns
         )
-    if settings.answerer == "llamacpp":
-        from rag.answering.llamacpp import build_llamacpp_answerer
-
-        return build_llamacpp_answerer(settings)
-    return ExtractiveAnswerer(
+    extractive = ExtractiveAnswerer(
         embeddings,
         max_sentences=settings.extractive_max_sentences,
         min_score=settings.extractive_min_score,
     )
+    if settings.answerer == "llamacpp" and settings.llm_role == "judge":
+        from rag.answering.judged import build_judged_answerer
+
+        return build_judged_answerer(settings, extractive)
+    if settings.answerer == "llamacpp":
+        from rag.answering.llamacpp import build_llamacpp_answerer
+
+        return build_llamacpp_answerer(settings)
+    return extractive

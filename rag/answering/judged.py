@@ -21,6 +21,7 @@ import numpy as np
 
 from rag.answering import prompts
 from rag.answering.extractive import ExtractiveAnswerer, Turn
+from rag.config import Settings
 from rag.retrieval import Passage
 
 # Qwen2.5's chat format (ChatML), written out because the judgement is read from the logits of
@@ -113,3 +114,24 @@ class JudgedAnswerer:
             question=asked, sentences="\n".join(f"- {s}" for s in sentences)
         )
         return self.judge(prompts.load("judge_answer_system"), user)
+
+
+def build_judged_answerer(
+    settings: Settings, extractive: ExtractiveAnswerer, model: JudgeModel | None = None
+) -> JudgedAnswerer:
+    """The ``llamacpp`` answerer in its judge role (the model loads at the first question).
+
+    Fails fast, before any question, when the model file is missing or not the official one.
+    """
+    from functools import partial
+
+    from rag.answering.chain import heuristic_condense
+    from rag.answering.llamacpp import shared_model
+
+    judge_model = model or shared_model(settings)
+    return JudgedAnswerer(
+        extractive,
+        partial(yes_no_margin, judge_model),
+        min_margin=settings.llm_min_margin,
+        condense=heuristic_condense if settings.condense else None,
+    )
