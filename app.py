@@ -5,16 +5,22 @@ Run with ``python app.py`` (or ``make run``); every setting comes from ``RAG_*``
 
 from __future__ import annotations
 
-from rag.cli import load_settings, offline_env
+import sys
+
+from rag.runtime import SettingsError, load_settings, offline_env
 
 
 def main() -> None:
     offline_env()
     from rag.web.app import launch
 
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        sys.exit(f"error: {exc}")
     # Opens the index (building it from the corpus first if there is none), builds the UI
     # over the assistant and serves it on RAG_HOST:RAG_PORT.
-    launch(load_settings())
+    launch(settings)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Retrieval is ``HybridRetriever.retrieve`` as the chain calls it (question embedding, Chroma
 query, BM25, fusion), timed per question; the question embedding alone is timed too. The
 extractive answer is ``Assistant.ask`` end to end (condense, retrieval, sentence ranking,
-citations) from ``rag.answering.assistant.build_assistant``, follow-up questions with their history.
+citations) from ``rag.answering.open_assistant``, follow-up questions with their history.
 A warm-up pass (model and index caches) is left out of the figures.
 
 Worker use (prints one JSON line)::
@@ -24,7 +24,7 @@ from bench.common import CORPUS, golden, loadavg, now_iso, offline, summary_ms
 
 
 def measure(data: Path, passes: int, limit: int | None) -> dict[str, Any]:
-    from rag.answering.assistant import build_assistant, open_index
+    from rag.answering.assistant import open_assistant, open_index
     from rag.config import Settings
     from rag.embeddings import build_embeddings
 
@@ -35,7 +35,7 @@ def measure(data: Path, passes: int, limit: int | None) -> dict[str, Any]:
 
     started = time.perf_counter()
     embeddings = build_embeddings(settings)
-    assistant = build_assistant(settings, embeddings)
+    assistant = open_assistant(settings, embeddings=embeddings)
     result["build_assistant_s"] = round(time.perf_counter() - started, 2)
     index = open_index(settings, embeddings)
     retriever = index.retriever(embeddings, settings)

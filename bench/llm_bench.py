@@ -39,7 +39,7 @@ def peak_rss_gb() -> float:
 
 
 def run_one(assistant: Any, question: str, history: list[dict[str, str]]) -> dict[str, Any]:
-    from rag.answering.chain import Answer, Delta
+    from rag.answering import Answer, Delta
 
     t0 = time.perf_counter()
     first: float | None = None
@@ -81,7 +81,7 @@ def main() -> int:
     }.items():
         os.environ.setdefault(key, value)
 
-    from rag.answering.assistant import build_assistant
+    from rag.answering import open_assistant
     from rag.config import Settings
     from rag.embeddings import build_embeddings
     from rag.ingest import ingest
@@ -105,7 +105,7 @@ def main() -> int:
 
     load_start = os.getloadavg()[0]
     t_build = time.perf_counter()
-    assistant = build_assistant(settings, embeddings)
+    assistant = open_assistant(settings, embeddings=embeddings)
     build_s = time.perf_counter() - t_build
     warm = run_one(assistant, WARMUP, [])
     results = []

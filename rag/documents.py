@@ -17,13 +17,15 @@ from pathlib import Path
 
 from langchain_core.documents import Document
 
+from rag.store import IndexProblem
+
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 FRONT_MATTER_KEYS = ("title", "source_url", "license", "author", "published", "publication")
 # Files in a corpus folder that describe the corpus rather than belong to it.
 IGNORED_NAMES = {"SOURCES.md", "README.md", "LICENSE.md"}
 
 
-class CorpusError(Exception):
+class CorpusError(IndexProblem):
     """The corpus folder itself is unusable (missing, not a folder, nothing to load)."""
 
 

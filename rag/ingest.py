@@ -25,7 +25,7 @@ from rag.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, discover, 
 from rag.embeddings import EmbeddingSpec, spec_of, use_bf16
 from rag.lexical import LexicalIndex, fingerprint
 from rag.splitting import document_label, embed_text, split_document
-from rag.store import drop_collection, make_client, open_collection
+from rag.store import IndexProblem, drop_collection, make_client, open_collection
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -38,8 +38,8 @@ SPLITTER_VERSION = 8
 FLUSH_CHUNKS = 256
 
 
-class IngestBusyError(Exception):
-    pass
+class IngestBusyError(IndexProblem):
+    """Another ingest is running on the same data directory."""
 
 
 @dataclass

@@ -1,12 +1,17 @@
-"""A per-user sliding-window rate limit for the web chat (questions per minute).
+"""A per-user sliding-window rate limit (questions per minute), for the web chat and Slack.
 
 >>> now = [0.0]
 >>> limiter = RateLimiter(per_minute=2, clock=lambda: now[0])
 >>> limiter.allow("ann"), limiter.allow("ann"), limiter.allow("ann"), limiter.allow("bob")
 (True, True, False, True)
+>>> limiter.retry_after("ann")
+60.0
 >>> now[0] = 60.0
 >>> limiter.allow("ann")
 True
+>>> now[0] = 200.0
+>>> limiter.allow("cy"), len(limiter)   # ann and bob, idle for a minute, are forgotten
+(True, 1)
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ from collections.abc import Callable
 
 
 class RateLimiter:
-    """At most ``per_minute`` calls per key in any 60-second window (0 means no limit)."""
+    """At most ``per_minute`` calls per key in any 60-second window (0 means no limit).
+
+    Keys idle for a whole window are forgotten (at most once a window, all at once), so memory
+    holds only the users of the last minute or two, however many come and go.
+    """
 
     window_s = 60.0
 
@@ -27,6 +36,12 @@ class RateLimiter:
         self.clock = clock
         self._calls: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
+        self._swept = clock()
+
+    def __len__(self) -> int:
+        """How many keys are remembered."""
+        with self._lock:
+            return len(self._calls)
 
     def allow(self, key: str) -> bool:
         """Count a call for ``key`` and say whether it is within the limit."""
@@ -34,8 +49,9 @@ class RateLimiter:
             return True
         now = self.clock()
         with self._lock:
-            if len(self._calls) > 10_000:  # forget users idle for a window, so memory stays bounded
+            if now - self._swept >= self.window_s:
                 self._calls = {k: v for k, v in self._calls.items() if v and v[-1] > now - self.window_s}
+                self._swept = now
             calls = self._calls.setdefault(key, deque())
             while calls and calls[0] <= now - self.window_s:
                 calls.popleft()

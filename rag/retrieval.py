@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag.answering.citations import STOPWORDS, content_tokens
 from rag.config import Settings
 from rag.lexical import LexicalIndex
 from rag.spelling import SpellingCorrector
 from rag.store import StoreUnavailableError
+from rag.text import STOPWORDS, content_tokens
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection

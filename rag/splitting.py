@@ -14,8 +14,9 @@ from difflib import SequenceMatcher
 from langchain_core.documents import Document
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
+from rag.text import CARD_SECTION
+
 HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
-CARD_SECTION = "About this document"
 # Words of the title kept in the "title" context: enough to name the document ("22 U.S.C.
 # Chapter 92 (Comprehensive Iran Sanctions, ..."), not the long statutory names that follow.
 TITLE_WORDS = 8

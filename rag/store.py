@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
 
 
-class IndexProblem(Exception):  # noqa: N818 - the base of the *Error classes below
-    """Base class for index problems shown to users as plain messages."""
+class IndexProblem(Exception):  # noqa: N818 - the base of the *Error classes of the index
+    """Base class for index problems shown to users as plain messages: the index is missing,
+    built with another model or unreachable, the corpus unusable, another ingest running."""
 
 
 class IndexMissingError(IndexProblem):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from rag.answering.citations import content_tokens
+from rag.text import content_tokens
 
 
 class HashingEmbeddings(Embeddings):
@@ -90,8 +90,9 @@ def write_corpus(folder: Path, files: dict[str, str] | None = None) -> Path:
 
 def build_fake_assistant(settings, embeddings=None, answerer=None, **chain_kwargs):  # type: ignore[no-untyped-def]
     """Ingest ``settings.corpus_dir`` with hashing embeddings and wire the real chain on top."""
+    from rag.answering import Assistant
     from rag.answering.assistant import open_index
-    from rag.answering.chain import Assistant, build_chain
+    from rag.answering.chain import build_chain
     from rag.answering.extractive import ExtractiveAnswerer
     from rag.ingest import ingest
 

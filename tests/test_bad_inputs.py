@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rag.answering.chain import Answer, Assistant, QuestionError
+from rag.answering import Answer, Assistant, QuestionError
 from rag.cli import app
 from rag.config import Settings
 from rag.ingest import Manifest, ingest
@@ -79,11 +79,9 @@ def h(settings: Settings) -> Iterator[Harness]:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The CLI with the fake embeddings in place of the model."""
-    import rag.answering.assistant
     import rag.embeddings
 
     monkeypatch.setattr(rag.embeddings, "build_embeddings", lambda settings: HashingEmbeddings())
-    monkeypatch.setattr(rag.answering.assistant, "build_embeddings", lambda settings: HashingEmbeddings())
     return CliRunner()
 
 
@@ -237,18 +235,18 @@ def test_missing_data_directory(cli: CliRunner, tmp_path: Path) -> None:
     write_corpus(settings.corpus_dir)
     result = run(cli, settings, "ask", GOOD)
     assert result.exit_code == 1 and "no index in" in result.output and "rag ingest" in result.output
-    from rag.web.app import open_assistant
+    from rag.web.app import assistant_or_problem
 
     # The web chat builds the index itself when there is none.
-    assistant, problem = open_assistant(settings, HashingEmbeddings())
+    assistant, problem = assistant_or_problem(settings, embeddings=HashingEmbeddings())
     assert problem is None and assistant is not None and "2,495 km" in assistant.ask(GOOD).answer
 
 
 def test_missing_corpus_and_no_index_is_a_clear_web_notice(tmp_path: Path) -> None:
-    from rag.web.app import open_assistant
+    from rag.web.app import assistant_or_problem
 
     settings = make_settings(tmp_path)  # neither corpus nor index
-    assistant, problem = open_assistant(settings, HashingEmbeddings())
+    assistant, problem = assistant_or_problem(settings, embeddings=HashingEmbeddings())
     assert assistant is None and problem and "does not exist" in problem
     view = list(WebChat(None, settings, problem=problem).respond(GOOD, []))[-1]
     assert "does not exist" in view.notice.replace("\\", "")

@@ -7,12 +7,13 @@ import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage
 
-from rag.answering import prompts
-from rag.answering.chain import Answer, Delta, QuestionError, heuristic_condense
-from rag.answering.citations import clean_markers, split_sentences
-from rag.answering.extractive import ChatModelAnswerer
+from rag.answering import Answer, Delta, QuestionError, prompts
+from rag.answering.chat_model import ChatModelAnswerer
+from rag.answering.citations import clean_markers
+from rag.answering.condense import heuristic_condense
 from rag.config import Settings
 from rag.retrieval import Passage
+from rag.text import split_sentences
 from tests.fake_openai import fake_openai
 from tests.fakes import build_fake_assistant
 
@@ -169,7 +170,7 @@ def test_openai_answerer_against_a_fake_server(settings: Settings, tmp_path: Pat
             openai_model="tiny",
             openai_api_key="sk-test",
         )
-        from rag.answering.extractive import build_answerer
+        from rag.answering.assistant import build_answerer
         from tests.fakes import HashingEmbeddings
 
         emb = HashingEmbeddings()
@@ -188,7 +189,8 @@ def test_openai_answerer_against_a_fake_server(settings: Settings, tmp_path: Pat
 
 
 def test_openai_backend_down_falls_back_to_extractive(settings: Settings, tmp_path: Path) -> None:
-    from rag.answering.extractive import ExtractiveAnswerer, build_answerer
+    from rag.answering.assistant import build_answerer
+    from rag.answering.extractive import ExtractiveAnswerer
     from tests.fakes import HashingEmbeddings
 
     with fake_openai("unused", status=500) as server:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from rag.answering.assistant import build_assistant
+from rag.answering import open_assistant
 from rag.cli import app
 from rag.config import Settings
 from rag.ingest import index_status, ingest
@@ -20,7 +20,7 @@ ARTICLE = "the-diplomat-2016-why-should-the-us-talk-to-north-korea.md"
 
 @pytest.fixture(scope="module")
 def assistant(real_index: Settings, real_embeddings: object):  # type: ignore[no-untyped-def]
-    return build_assistant(real_index, embeddings=real_embeddings)  # type: ignore[arg-type]
+    return open_assistant(real_index, embeddings=real_embeddings)  # type: ignore[arg-type]
 
 
 def test_the_done_when_question(assistant) -> None:  # type: ignore[no-untyped-def]

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag.answering.assistant import build_assistant
+from rag.answering import open_assistant
 from rag.config import Settings
 from rag.ingest import ingest
 from tests.conftest import REPO, stop_process
@@ -78,8 +78,8 @@ def test_an_index_updated_file_by_file_ranks_like_one_built_at_once(
     report = ingest(settings, lambda: real_embeddings)  # type: ignore[arg-type, return-value]
     assert report.files_indexed == len(held_back)
 
-    fresh = build_assistant(real_index, embeddings=real_embeddings)  # type: ignore[arg-type]
-    updated = build_assistant(settings, embeddings=real_embeddings)  # type: ignore[arg-type]
+    fresh = open_assistant(real_index, embeddings=real_embeddings)  # type: ignore[arg-type]
+    updated = open_assistant(settings, embeddings=real_embeddings)  # type: ignore[arg-type]
     _assert_same([fresh.ask(q).to_dict() for q in QUESTIONS], [updated.ask(q).to_dict() for q in QUESTIONS])
 
 
@@ -109,7 +109,7 @@ def test_two_processes_on_one_core_and_under_load_give_the_same_answers(
 ) -> None:
     questions = tmp_path / "q.jsonl"
     questions.write_text("".join(json.dumps({"question": q}) + "\n" for q in QUESTIONS))
-    in_process = build_assistant(real_index, embeddings=real_embeddings)  # type: ignore[arg-type]
+    in_process = open_assistant(real_index, embeddings=real_embeddings)  # type: ignore[arg-type]
     expected = [in_process.ask(q).to_dict() for q in QUESTIONS]
 
     _assert_same(expected, _ask_in_a_process(real_index, questions))

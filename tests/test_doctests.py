@@ -9,10 +9,12 @@ import pytest
 
 MODULES = [
     "rag.config",
+    "rag.text",
     "rag.splitting",
-    "rag.answering.citations",
     "rag.retrieval",
-    "rag.answering.chain",
+    "rag.answering.citations",
+    "rag.answering.condense",
+    "rag.answering.questions",
     "rag.answering.prompts",
 ]
 

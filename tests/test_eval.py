@@ -9,18 +9,12 @@ from typing import Any
 
 import pytest
 
+from rag.answering import Assistant
 from rag.answering.assistant import open_index
-from rag.answering.chain import Assistant, build_chain
+from rag.answering.chain import build_chain
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.config import Settings
-from rag.evaluation.harness import (
-    GoldenError,
-    Pipeline,
-    answerer_settings,
-    evaluate,
-    load_questions,
-    run_cli,
-)
+from rag.evaluation.harness import GoldenError, Pipeline, answerer_settings, evaluate, load_questions, run_cli
 from rag.evaluation.metrics import ExactJudge
 from rag.evaluation.report import check_gate, compare_markdown, load_thresholds
 from rag.retrieval import HybridRetriever, Passage

@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from rag.answering.citations import split_sentences
 from rag.evaluation.metrics import (
     ExactJudge,
     aggregate,
@@ -22,6 +21,7 @@ from rag.evaluation.metrics import (
     summarise,
 )
 from rag.retrieval import Passage
+from rag.text import split_sentences
 
 QUOTE = (
     "The Obama administration’s strategic patience policy, one that can only be described as"

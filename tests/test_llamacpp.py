@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from rag.answering import prompts
-from rag.answering.extractive import AnswererError
+from rag.answering import AnswererError, prompts
 from rag.answering.llamacpp import (
     LlamaCppAnswerer,
     LocalModel,
@@ -281,10 +280,11 @@ def test_verifier_reports_no_verdict_when_the_judge_fails() -> None:
     assert verify("Anything.", []) is False
 
 
-def test_judge_for_evals_is_true_only_on_yes() -> None:
+def test_judge_for_evals_says_yes_no_or_cannot_tell() -> None:
     replies = iter(["yes", "no", "I think so"])
     judge = llamacpp_judge(Settings(_env_file=None), fake_model(lambda m: next(replies))[0])  # type: ignore[call-arg]
-    assert [judge("c", "p"), judge("c", "p"), judge("c", "p")] == [True, False, False]
+    evidence = [passage("p")]
+    assert [judge("c", evidence), judge("c", evidence), judge("c", evidence)] == [True, False, None]
 
 
 # --- condensing ---------------------------------------------------------------------------------------

@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.answering import prompts
-from rag.answering.chain import Answer, Delta
+from rag.answering import Answer, Delta, prompts
 from rag.answering.llm_files import MODELS, ModelVerificationError, checked_model_path, verify_file
 from rag.config import Settings
 
@@ -48,9 +47,9 @@ def llm_settings(real_index: Settings, model_file: Path) -> Settings:
 
 @pytest.fixture(scope="module")
 def assistant(llm_settings: Settings, real_embeddings: object):  # type: ignore[no-untyped-def]
-    from rag.answering.assistant import build_assistant
+    from rag.answering import open_assistant
 
-    return build_assistant(llm_settings, real_embeddings)  # type: ignore[arg-type]
+    return open_assistant(llm_settings, embeddings=real_embeddings)  # type: ignore[arg-type]
 
 
 def test_the_installed_file_has_the_official_hash(model_file: Path) -> None:
@@ -160,7 +159,7 @@ def test_the_judge_flags_a_planted_false_sentence(llm_settings: Settings) -> Non
     # The 0.5B judge errs on the strict side (it rejects some true claims, see docs/llm.md),
     # so only its verdict on false claims is asserted here.
     judge = llamacpp_judge(llm_settings)
-    assert judge("The highest point of North Korea is Mount Halla.", text) is False
+    assert judge("The highest point of North Korea is Mount Halla.", [passage]) is False
 
 
 def test_the_model_is_loaded_once_per_process(llm_settings: Settings) -> None:
@@ -187,9 +186,9 @@ def test_yes_no_margin_reads_the_judgement_and_reuses_the_cached_prefix(model_fi
 
 
 def test_the_judge_role_shows_only_quotes_or_refuses(llm_settings: Settings, real_embeddings: object) -> None:
-    from rag.answering.assistant import build_assistant
+    from rag.answering import open_assistant
 
-    judged = build_assistant(llm_settings.model_copy(update={"llm_role": "judge"}), real_embeddings)  # type: ignore[arg-type]
+    judged = open_assistant(llm_settings.model_copy(update={"llm_role": "judge"}), embeddings=real_embeddings)  # type: ignore[arg-type]
     answer = judged.ask(COASTLINE)
     assert answer.mode == "llamacpp", answer.note
     if answer.refused:

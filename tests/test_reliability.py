@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from rag.answering.chain import Assistant
+from rag.answering import Assistant
 from rag.config import Settings
 from rag.ingest import Manifest
 from rag.lexical import LexicalIndex, fingerprint
@@ -155,7 +155,7 @@ def check_index_complete(settings: Settings) -> Manifest:
 
 
 def open_fake_assistant(settings: Settings, embeddings: Any) -> Assistant:
-    """The chain over an existing index (no ingest), as ``build_assistant`` wires it."""
+    """The chain over an existing index (no ingest), as ``open_assistant`` wires it."""
     from rag.answering.assistant import open_index
     from rag.answering.chain import build_chain
     from rag.answering.extractive import ExtractiveAnswerer
@@ -313,7 +313,7 @@ def slack_event(text: str, ts: str, user: str = "U1") -> dict[str, Any]:
 @pytest.mark.integration
 def test_chroma_server_down_at_start_and_per_request_then_recovers(tmp_path: Path) -> None:
     from rag.slack.bot import SlackBot
-    from rag.web.app import WebChat, open_assistant
+    from rag.web.app import WebChat, assistant_or_problem
 
     port = free_port()
     settings = make_settings(tmp_path, chroma_host="127.0.0.1", chroma_port=port, rate_limit_per_minute=0)
@@ -336,13 +336,13 @@ def test_chroma_server_down_at_start_and_per_request_then_recovers(tmp_path: Pat
     assert result.returncode == 1
     assert f"cannot reach the Chroma server at 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
-    assistant, problem = open_assistant(settings, emb)
+    assistant, problem = assistant_or_problem(settings, embeddings=emb)
     assert assistant is None and problem and "cannot reach the Chroma server" in problem
     notice = list(WebChat(None, settings, problem=problem).respond(question, []))[-1].notice
     assert "cannot reach the Chroma server" in notice.replace("\\", "")
 
     with chroma_server(tmp_path / "chroma", port):
-        assistant, problem = open_assistant(settings, emb)
+        assistant, problem = assistant_or_problem(settings, embeddings=emb)
         assert assistant is not None, problem
         chat = WebChat(assistant, settings)
         bot = SlackBot(assistant=assistant, settings=settings)
@@ -371,7 +371,8 @@ def test_chroma_server_down_at_start_and_per_request_then_recovers(tmp_path: Pat
 
 
 def openai_assistant(settings: Settings, url: str, **overrides: Any) -> Assistant:
-    from rag.answering.extractive import ExtractiveAnswerer, build_answerer
+    from rag.answering.assistant import build_answerer
+    from rag.answering.extractive import ExtractiveAnswerer
 
     s = settings.model_copy(
         update={"answerer": "openai", "openai_base_url": url, "openai_timeout_s": 1.0, **overrides}

@@ -120,7 +120,8 @@ def test_every_document_bylined_means_no_routing(tmp_path: Path) -> None:
 def test_an_article_question_is_not_refused_for_a_low_cosine_alone(
     retriever: tuple[HybridRetriever, Settings],
 ) -> None:
-    from rag.answering.chain import Assistant, build_chain
+    from rag.answering import Assistant
+    from rag.answering.chain import build_chain
     from rag.answering.extractive import ExtractiveAnswerer
 
     r, settings = retriever

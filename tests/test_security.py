@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from rag.answering.chain import Assistant
-from rag.answering.extractive import ExtractiveAnswerer, format_passages
+from rag.answering import Assistant
+from rag.answering.extractive import ExtractiveAnswerer
+from rag.answering.prompts import format_passages
 from rag.cli import app
 from rag.config import Settings
 from rag.documents import discover
@@ -125,7 +126,7 @@ def test_the_real_prompt_marks_passages_as_data(planted: Settings) -> None:
     reply = "The crane is serviced every March [1]."
     with fake_openai(reply) as server:
         s = planted.model_copy(update={"answerer": "openai", "openai_base_url": server["url"]})
-        from rag.answering.extractive import build_answerer
+        from rag.answering.assistant import build_answerer
 
         emb = HashingEmbeddings()
         answer = build_fake_assistant(s, embeddings=emb, answerer=build_answerer(s, emb)).ask(
@@ -276,7 +277,7 @@ def test_secrets_never_reach_the_logs(
         s2 = s.model_copy(
             update={"answerer": "openai", "openai_base_url": server["url"], "min_relevance": 0.05}
         )
-        from rag.answering.extractive import build_answerer
+        from rag.answering.assistant import build_answerer
 
         emb = HashingEmbeddings()
         assistant: Assistant = build_fake_assistant(s2, embeddings=emb, answerer=build_answerer(s2, emb))

@@ -21,14 +21,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from rag.answering import prompts
-from rag.answering.chain import Answer, Assistant, heuristic_condense
+from rag.answering import Answer, Assistant, prompts
+from rag.answering.condense import heuristic_condense
 from rag.config import Settings
 from rag.feedback import read_feedback
 from rag.slack import bot as slack_mod
 from rag.slack.bot import (
     ERROR_TEXT,
-    RateLimiter,
     SlackConfigError,
     build_client,
     build_http_server,
@@ -460,17 +459,6 @@ def test_rate_limit_per_user(
         assert "immense failure" in other.params["text"]
 
 
-def test_rate_limiter_window() -> None:
-    now = [0.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
-    assert limiter.check("a") == 0 and limiter.check("a") == 0
-    assert limiter.check("a") == pytest.approx(60.0)
-    assert limiter.check("b") == 0
-    now[0] = 60.5
-    assert limiter.check("a") == 0
-    assert RateLimiter(0).check("a") == 0
-
-
 def test_feedback_click_is_recorded(bot: Bot) -> None:
     event = mention(QUESTION)
     reply = bot.ask_and_wait(event)
@@ -587,15 +575,13 @@ def test_run_slack_serves_http_mode_on_the_configured_address(
     fake_assistant: Assistant,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import rag.answering.assistant
-
     servers: list[Any] = []
 
     def capture(app: Any, host: str, port: int, path: str = "/slack/events") -> Any:
         servers.append(build_http_server(app, host, port, path))
         return servers[-1]
 
-    monkeypatch.setattr(rag.answering.assistant, "build_assistant", lambda settings: fake_assistant)
+    monkeypatch.setattr(slack_mod, "open_assistant", lambda settings: fake_assistant)
     monkeypatch.setattr(slack_mod, "build_http_server", capture)
     settings = slack_settings(corpus_settings, fake_api, slack_port=free_port())
     thread = threading.Thread(target=run_slack, args=(settings,), daemon=True)
@@ -667,9 +653,9 @@ def test_socket_mode_answers_and_acks(
 
 @pytest.fixture(scope="module")
 def real_assistant(real_index: Settings) -> Assistant:
-    from rag.answering.assistant import build_assistant
+    from rag.answering import open_assistant
 
-    return build_assistant(real_index)
+    return open_assistant(real_index)
 
 
 @pytest.mark.integration

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from rag.answering.chain import Answer, Citation
+from rag.answering import Answer, Citation
 from rag.retrieval import Passage
 from rag.slack.format import (
     BLOCKS_PER_MESSAGE,
@@ -195,7 +195,7 @@ def test_slack_to_plain() -> None:
 
 
 def test_unsupported_sentences_are_flagged_under_the_answer() -> None:
-    from rag.answering.citations import Sentence
+    from rag.answering import Sentence
 
     cited = Citation(1, passage(1, text="Talks help."), "Talks help.")
     reply = answer("Talks help. [1] The moon is <!channel> cheese. [1]", [cited])

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from rag.answering.extractive import AnswererError
+from rag.answering import AnswererError
 from rag.config import Settings
 from rag.feedback import read_feedback
 from rag.ratelimit import RateLimiter
@@ -21,11 +21,11 @@ from rag.web.app import (
     ChatError,
     View,
     WebChat,
+    assistant_or_problem,
     build_ui,
     conversation,
     launch_options,
     messages,
-    open_assistant,
     user_key,
 )
 from rag.web.render import answer_markdown, escape_markdown, highlight, sources_html, status_line
@@ -152,28 +152,6 @@ def test_status_line() -> None:
     assert status_line({"documents": 27, "chunks": 1490, "answerer": "extractive"}) == (
         "27 documents · 1,490 chunks · answerer: extractive"
     )
-
-
-def test_rate_limiter_window_per_key() -> None:
-    now = [100.0]
-    limiter = RateLimiter(2, clock=lambda: now[0])
-    assert [limiter.allow("a") for _ in range(3)] == [True, True, False]
-    assert limiter.retry_after("a") == pytest.approx(60.0)
-    assert limiter.allow("b")
-    now[0] += 30
-    assert limiter.retry_after("a") == pytest.approx(30.0)
-    now[0] += 30
-    assert limiter.allow("a") and limiter.retry_after("b") == 0.0
-    assert all(RateLimiter(0).allow("x") for _ in range(100))
-
-
-def test_rate_limiter_forgets_idle_users() -> None:
-    now = [0.0]
-    limiter = RateLimiter(1, clock=lambda: now[0])
-    for i in range(10_001):
-        limiter.allow(f"user{i}")
-    now[0] = 61.0
-    assert limiter.allow("late") and len(limiter._calls) == 1
 
 
 # -- asking -----------------------------------------------------------------------------------
@@ -381,21 +359,21 @@ def test_build_ui_documents_only_the_ask_endpoint(chat: WebChat, settings: Setti
 
 def test_open_assistant_builds_a_missing_index(settings: Settings) -> None:
     assert not settings.manifest_path.exists()
-    assistant, problem = open_assistant(settings, embeddings=HashingEmbeddings())
+    assistant, problem = assistant_or_problem(settings, embeddings=HashingEmbeddings())
     assert problem is None and assistant is not None
     assert assistant.status["documents"] == 3
 
 
 def test_open_assistant_without_a_corpus_says_what_to_do(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)  # no corpus folder written
-    assistant, problem = open_assistant(settings, embeddings=HashingEmbeddings())
+    assistant, problem = assistant_or_problem(settings, embeddings=HashingEmbeddings())
     assert assistant is None and problem is not None
     assert "does not exist" in problem and "rag ingest" in problem
 
 
 def test_open_assistant_updates_a_stale_index(settings: Settings) -> None:
     fake = HashingEmbeddings()
-    open_assistant(settings, embeddings=fake)
+    assistant_or_problem(settings, embeddings=fake)
     write_corpus(settings.corpus_dir, {"extra.md": "# Extra\n\nPenguins live in Antarctica.\n"})
-    assistant, problem = open_assistant(settings, embeddings=fake)
+    assistant, problem = assistant_or_problem(settings, embeddings=fake)
     assert problem is None and assistant is not None and assistant.status["documents"] == 4

@@ -291,13 +291,13 @@ def test_api_endpoint_returns_the_json_of_rag_ask(
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from rag.answering.assistant import build_assistant
+    from rag.answering import open_assistant
 
     client = Client(app.url, verbose=False)
     assert list(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == ["/ask"]
     got = client.predict(question=FIRST, api_name="/ask")
     local = Settings(_env_file=None, corpus_dir=real_index.corpus_dir, data_dir=app.data_dir)  # type: ignore[call-arg]
-    expected = json.loads(json.dumps(build_assistant(local, real_embeddings).ask(FIRST).to_dict()))
+    expected = json.loads(json.dumps(open_assistant(local, embeddings=real_embeddings).ask(FIRST).to_dict()))
     got.pop("timings_ms"), expected.pop("timings_ms")
     assert got == expected
     history = [{"role": "user", "content": FIRST}, {"role": "assistant", "content": got["answer"]}]

@@ -1,1 +1,69 @@
-"""The answering layer: the assistant and its chain, the answerers, and their prompts."""
+"""The answering layer and the one API front ends use (web chat, Slack, CLI, evals).
+
+Front ends import from here and from ``rag.config`` only::
+
+    from rag.answering import IndexProblem, open_assistant
+
+    assistant = open_assistant(settings, ensure_index=True)
+    for event in assistant.stream("Who wrote it?", history):
+        ...   # Delta pieces, then one Answer
+
+Inside: ``assistant`` (wiring, ``open_assistant``), ``chain`` (condense -> retrieve -> answer ->
+cite), ``types``, ``questions``, ``condense``, ``verification``, ``citations``, the answerers
+(``extractive``, ``chat_model``, ``llamacpp``), ``llm_files`` (installing the local model) and
+``prompts``.
+"""
+
+from rag.answering.assistant import Assistant, index_status, open_assistant, refresh_index, update_index
+from rag.answering.chat_model import build_openai_model, chat_model_judge
+from rag.answering.citations import MARKER, markers_in, strip_markers
+from rag.answering.llamacpp import llamacpp_judge
+from rag.answering.llm_files import install_model, model_path
+from rag.answering.questions import check_question
+from rag.answering.types import (
+    Answer,
+    Answerer,
+    AnswererError,
+    Citation,
+    Delta,
+    QuestionError,
+    Sentence,
+    Turn,
+)
+from rag.answering.verification import Verifier, verify_by_match
+from rag.embeddings import build_embeddings
+from rag.retrieval import Passage
+from rag.store import IndexProblem
+from rag.text import normalise, split_sentences
+
+__all__ = [
+    "MARKER",
+    "Answer",
+    "Answerer",
+    "AnswererError",
+    "Assistant",
+    "Citation",
+    "Delta",
+    "IndexProblem",
+    "Passage",
+    "QuestionError",
+    "Sentence",
+    "Turn",
+    "Verifier",
+    "build_embeddings",
+    "build_openai_model",
+    "chat_model_judge",
+    "check_question",
+    "index_status",
+    "install_model",
+    "llamacpp_judge",
+    "markers_in",
+    "model_path",
+    "normalise",
+    "open_assistant",
+    "refresh_index",
+    "split_sentences",
+    "strip_markers",
+    "update_index",
+    "verify_by_match",
+]

@@ -1,8 +1,7 @@
-"""Answerers: turn a question and numbered passages into an answer with ``[n]`` markers.
+"""The extractive answerer: answers with the passage sentences that best answer the question.
 
-All answerers share one interface (``stream`` yields text pieces). ``extractive`` needs no LLM:
-it quotes the passage sentences that best answer the question. ``openai`` talks to any
-OpenAI-compatible chat endpoint. ``llamacpp`` (``rag.answering.llamacpp``) runs a local GGUF model.
+It needs no LLM: every sentence of its answer is quoted from a passage, with that passage's
+``[n]``, so it cannot state what the documents do not say.
 """
 
 from __future__ import annotations
@@ -10,42 +9,17 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rag.answering import prompts
-from rag.answering.citations import content_tokens, normalise, split_sentences
-from rag.config import Settings
+from rag.answering.types import Turn
 from rag.retrieval import Passage
-from rag.splitting import CARD_SECTION
+from rag.text import CARD_SECTION, content_tokens, quote_key, split_sentences
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
-    from langchain_core.language_models import BaseChatModel
-
-# {"role": "user" | "assistant", "content": ..., optional "sources": [file names cited]}
-Turn = dict[str, Any]
-
-
-class AnswererError(Exception):
-    """The answer backend failed (down, timed out, refused); the message is shown to users."""
-
-
-class Answerer(Protocol):
-    name: str
-
-    def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
-        """Yield the answer in pieces; ``[n]`` refers to ``passages[n - 1]``."""
-        ...
-
-
-def format_passages(passages: Sequence[Passage]) -> str:
-    blocks = []
-    for n, p in enumerate(passages, start=1):
-        where = " > ".join(x for x in (p.title, p.section) if x)
-        blocks.append(f"[{n}] ({where})\n{p.text}")
-    return "\n\n".join(blocks)
 
 
 class ExtractiveAnswerer:
@@ -109,7 +83,7 @@ class ExtractiveAnswerer:
             context = p.section
             label = p.section.rsplit(" > ", 1)[-1] if p.section != CARD_SECTION else ""
             for sentence in split_sentences(p.text):
-                key = normalise(sentence)
+                key = quote_key(sentence)
                 # Overlapping chunks cut the same sentence at different points: a sentence
                 # already offered whole (or in part) is not offered again.
                 if len(content_tokens(sentence)) < 2 or any(key in k or k in key for k in seen):
@@ -152,76 +126,3 @@ def _antecedent(sentence: str, passage: str) -> str | None:
         if current == sentence or current.lstrip("-*• ").strip() == sentence:
             return before if len(content_tokens(before)) >= 2 else None
     return None
-
-
-class ChatModelAnswerer:
-    """Answers with any LangChain chat model, from the prompt files; streams its tokens."""
-
-    def __init__(self, model: BaseChatModel, *, name: str = "openai", max_history_turns: int = 6) -> None:
-        self.model = model
-        self.name = name
-        self.max_history_turns = max_history_turns
-
-    def messages(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> list[Any]:
-        from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
-
-        # The system prompt is identical for every question, so a server's prompt cache reuses it.
-        out: list[Any] = [SystemMessage(prompts.load("answer_system").format(refusal=prompts.refusal()))]
-        for turn in list(history)[-2 * self.max_history_turns :] if self.max_history_turns else []:
-            cls = HumanMessage if turn.get("role") == "user" else AIMessage
-            out.append(cls(str(turn.get("content", ""))))
-        out.append(
-            HumanMessage(
-                prompts.load("answer_user").format(passages=format_passages(passages), question=question)
-            )
-        )
-        return out
-
-    def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
-        try:
-            for chunk in self.model.stream(self.messages(question, passages, history)):
-                text = chunk.content if isinstance(chunk.content, str) else ""
-                if text:
-                    yield text
-        except AnswererError:
-            raise
-        except Exception as exc:
-            raise AnswererError(
-                f"the {self.name} answer backend failed: {type(exc).__name__}: {exc}"
-            ) from exc
-
-
-def build_openai_model(settings: Settings) -> BaseChatModel:
-    from langchain_openai import ChatOpenAI
-
-    return ChatOpenAI(
-        base_url=settings.openai_base_url,
-        model=settings.openai_model,
-        api_key=settings.openai_api_key,
-        timeout=settings.openai_timeout_s,
-        max_retries=0,
-        temperature=0,
-        streaming=True,
-    )
-
-
-def build_answerer(settings: Settings, embeddings: Embeddings) -> Answerer:
-    """The answerer the settings name, with its collaborators."""
-    if settings.answerer == "openai":
-        return ChatModelAnswerer(
-            build_openai_model(settings), name="openai", max_history_turns=settings.max_history_turns
-        )
-    extractive = ExtractiveAnswerer(
-        embeddings,
-        max_sentences=settings.extractive_max_sentences,
-        min_score=settings.extractive_min_score,
-    )
-    if settings.answerer == "llamacpp" and settings.llm_role == "judge":
-        from rag.answering.judged import build_judged_answerer
-
-        return build_judged_answerer(settings, extractive)
-    if settings.answerer == "llamacpp":
-        from rag.answering.llamacpp import build_llamacpp_answerer
-
-        return build_llamacpp_answerer(settings)
-    return extractive

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from rag.answering import prompts
-from rag.answering.extractive import ExtractiveAnswerer, Turn
+from rag.answering.extractive import ExtractiveAnswerer
+from rag.answering.types import Turn
 from rag.config import Settings
 from rag.retrieval import Passage
 
@@ -125,7 +126,7 @@ def build_judged_answerer(
     """
     from functools import partial
 
-    from rag.answering.chain import heuristic_condense
+    from rag.answering.condense import heuristic_condense
     from rag.answering.llamacpp import shared_model
 
     judge_model = model or shared_model(settings)

@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from rag.answering import prompts
-from rag.answering.chain import FOLLOWUP_HINT, Verifier, heuristic_condense, verify_by_match
-from rag.answering.citations import content_tokens, split_sentences, strip_markers
-from rag.answering.extractive import AnswererError, Turn, format_passages
+from rag.answering.condense import FOLLOWUP_HINT, Condenser, heuristic_condense
 from rag.answering.llm_files import checked_model_path
+from rag.answering.types import AnswererError, Turn
+from rag.answering.verification import Verifier, parse_verdict, verify_by_match
 from rag.config import Settings
 from rag.retrieval import Passage
+from rag.text import content_tokens, split_sentences, strip_markers
 
 Message = dict[str, str]
 
@@ -196,7 +197,9 @@ def answer_messages(
     messages.append(
         {
             "role": "user",
-            "content": prompts.load("answer_user").format(passages=format_passages(shown), question=question),
+            "content": prompts.load("answer_user").format(
+                passages=prompts.format_passages(shown), question=question
+            ),
         }
     )
     return messages
@@ -269,17 +272,6 @@ def followup_judge_messages(context: AnswerContext, claim: str, numbers: Sequenc
     ]
 
 
-def parse_verdict(reply: str) -> bool | None:
-    """``yes`` -> True, ``no`` -> False, anything else -> None (cannot tell).
-
-    >>> parse_verdict(" Yes."), parse_verdict("NO"), parse_verdict("maybe")
-    (True, False, None)
-    """
-    words = reply.strip().lower().lstrip("*\"' ").split()
-    first = words[0].strip(".,!:;*\"'") if words else ""
-    return {"yes": True, "no": False}.get(first)
-
-
 def judge(model: LocalModel, claim: str, passage_texts: Sequence[str]) -> bool | None:
     """The model's strict judgement of whether the passages state the claim (None: no verdict)."""
     return parse_verdict(model.chat(judge_messages(claim, passage_texts), max_tokens=3))
@@ -293,9 +285,7 @@ def build_llamacpp_answerer(settings: Settings, model: LocalModel | None = None)
     return LlamaCppAnswerer(model or shared_model(settings), max_tokens=settings.llm_max_tokens)
 
 
-def llamacpp_condense(
-    settings: Settings, model: LocalModel | None = None
-) -> Callable[[str, Sequence[Turn]], str]:
+def llamacpp_condense(settings: Settings, model: LocalModel | None = None) -> Condenser:
     """Condense follow-ups into standalone questions with the local model.
 
     A question that does not look like a follow-up is returned as is: asking the model would cost
@@ -355,19 +345,12 @@ def llamacpp_verifier(settings: Settings, model: LocalModel | None = None) -> Ve
     return verify
 
 
-def llamacpp_judge(settings: Settings, model: LocalModel | None = None) -> Callable[[str, str], bool]:
-    """``judge_support(claim, passage_text) -> bool`` bound to the settings' model (for evals)."""
+def llamacpp_judge(settings: Settings, model: LocalModel | None = None) -> Verifier:
+    """The local model's strict yes/no on whether the passages state the claim, in a fresh prompt
+    (for evals: unlike ``llamacpp_verifier``, no claim passes without the model's "yes")."""
     local = model or shared_model(settings)
 
-    def judge_support(claim: str, passage_text: str) -> bool:
-        return judge(local, claim, [passage_text]) is True
+    def verify(claim: str, passages: Sequence[Passage]) -> bool | None:
+        return judge(local, claim, [p.text for p in passages])
 
-    return judge_support
-
-
-def judge_support(claim: str, passage_text: str, settings: Settings | None = None) -> bool:
-    """Does ``passage_text`` state ``claim``? The local model's strict yes/no (True only on yes).
-
-    Uses the process-wide model of ``settings`` (default: ``Settings()``, the 1.5B model).
-    """
-    return llamacpp_judge(settings or Settings())(claim, passage_text)  # type: ignore[call-arg]
+    return verify

@@ -25,10 +25,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag.answering.chain import Assistant, Retriever, clean_history, heuristic_condense, turn_passages
+from rag.answering import (
+    Assistant,
+    IndexProblem,
+    Passage,
+    build_embeddings,
+    build_openai_model,
+    chat_model_judge,
+    llamacpp_judge,
+    model_path,
+    open_assistant,
+    refresh_index,
+    verify_by_match,
+)
+from rag.answering.chain import Retriever, turn_passages
+from rag.answering.condense import heuristic_condense
+from rag.answering.questions import clean_history
 from rag.config import Settings
 from rag.evaluation.metrics import KS, ExactJudge, Judge, VerifierJudge, aggregate, score
-from rag.retrieval import Passage
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -246,10 +260,8 @@ def llamacpp_installed(settings: Settings, size: str | None = None) -> bool:
     """True when llama-cpp-python and the GGUF file of the model (``size`` or the setting) are here."""
     from importlib.util import find_spec
 
-    if find_spec("llama_cpp") is None or find_spec("rag.answering.llamacpp") is None:
+    if find_spec("llama_cpp") is None:
         return False
-    from rag.answering.llm_files import model_path
-
     variant = settings.model_copy(update={"llm_model": size}) if size else settings
     return model_path(variant).is_file()
 
@@ -267,8 +279,6 @@ def build_judge(settings: Settings, kind: str = "auto") -> Judge:
     """The judge for generated sentences: ``llamacpp`` (local, preferred), ``openai``
     (any OpenAI-compatible server), or ``match`` (word overlap, the chain's own check, when no
     LLM is available). ``auto`` takes the first available in that order."""
-    from rag.answering.chain import verify_by_match
-
     if kind == "auto":
         if llamacpp_installed(settings):
             kind = "llamacpp"
@@ -277,12 +287,11 @@ def build_judge(settings: Settings, kind: str = "auto") -> Judge:
     if kind == "llamacpp":
         return build_llamacpp_judge(settings)
     if kind == "openai":
-        from rag.answering.extractive import build_openai_model
-        from rag.evaluation.metrics import ChatModelJudge
-
         if not settings.openai_base_url:
             raise ValueError("the openai judge needs RAG_OPENAI_BASE_URL")
-        return ChatModelJudge(build_openai_model(settings), name=f"openai:{settings.openai_model}")
+        return VerifierJudge(
+            chat_model_judge(build_openai_model(settings)), name=f"openai:{settings.openai_model}"
+        )
     if kind == "match":
         return VerifierJudge(verify_by_match, name="match (word overlap; no LLM judge available)")
     raise ValueError(f"unknown judge {kind!r} (auto, llamacpp, openai, match)")
@@ -291,15 +300,11 @@ def build_judge(settings: Settings, kind: str = "auto") -> Judge:
 def build_llamacpp_judge(settings: Settings) -> Judge:
     """The local model's strict yes/no per sentence; a sentence quoted from its passage passes
     outright (stricter than the chain's own verifier, which also accepts 90% word overlap)."""
-    from rag.answering import llamacpp  # type: ignore[attr-defined,unused-ignore]
-
-    local = llamacpp.shared_model(settings)
+    model = llamacpp_judge(settings)
     exact = ExactJudge()
 
     def verify(claim: str, passages: Sequence[Passage]) -> bool | None:
-        if exact.supported(claim, passages):
-            return True
-        return llamacpp.judge(local, claim, [p.text for p in passages])
+        return True if exact.supported(claim, passages) else model(claim, passages)
 
     return VerifierJudge(verify, name=f"llamacpp-{settings.llm_model} (strict yes/no)")
 
@@ -308,7 +313,7 @@ def build_pipeline(
     settings: Settings, name: str, embeddings: Embeddings, *, judge: str = "auto"
 ) -> Pipeline:
     """The real pipeline for one answerer name (or ``retrieval-only``) over the built index."""
-    from rag.answering.assistant import build_assistant, open_index
+    from rag.answering.assistant import open_index
 
     index = open_index(settings, embeddings)
     retriever = index.retriever(embeddings, settings)
@@ -317,7 +322,7 @@ def build_pipeline(
         condense = heuristic_condense if settings.condense else (lambda question, history: question)
         return Pipeline(name, None, retriever, ExactJudge(), settings, model="", condense=condense)
     variant = answerer_settings(settings, name)
-    assistant = build_assistant(variant, embeddings)
+    assistant = open_assistant(variant, embeddings=embeddings)
     model = {
         "extractive": f"extractive (sentences ranked with {settings.embedding_model})",
         "openai": f"openai:{variant.openai_model} at {variant.openai_base_url}",
@@ -326,35 +331,6 @@ def build_pipeline(
     # Extractive answers are always judged exactly; only generated answers need a judge model.
     judged = ExactJudge() if variant.answerer == "extractive" else build_judge(variant, judge)
     return Pipeline(name, assistant, retriever, judged, variant, model=model)
-
-
-def ensure_index(
-    settings: Settings,
-    embeddings_factory: Callable[[], Embeddings],
-    echo: Callable[[str], None],
-    *,
-    wait_s: float = 900.0,
-) -> None:
-    """Ingest when the index is missing or stale, so a fresh clone can run the eval directly.
-
-    When another process is ingesting the same data directory, wait for it and check again.
-    """
-    from rag.ingest import IngestBusyError, index_status, ingest
-
-    deadline = time.monotonic() + wait_s
-    waiting = False
-    while (reason := index_status(settings)) is not None:
-        try:
-            echo(f"index {reason}: ingesting {settings.corpus_dir} into {settings.data_dir}")
-            echo(ingest(settings, embeddings_factory).summary())
-            return
-        except IngestBusyError:
-            if time.monotonic() > deadline:
-                raise
-            if not waiting:
-                echo("another ingest is running on this data directory: waiting for it")
-                waiting = True
-            time.sleep(5)
 
 
 def run_cli(
@@ -400,18 +376,12 @@ def run_cli(
             if embeddings_factory is not None:
                 cache["e"] = embeddings_factory()
             else:
-                from rag.embeddings import build_embeddings
-
                 cache["e"] = build_embeddings(settings)
         return cache["e"]
 
-    from rag.documents import CorpusError
-    from rag.ingest import IngestBusyError
-    from rag.store import IndexProblem
-
     try:
-        ensure_index(settings, embeddings, say)
-    except (CorpusError, IngestBusyError, IndexProblem) as exc:
+        refresh_index(settings, embeddings_factory=embeddings, progress=say)
+    except IndexProblem as exc:
         say(f"error: {exc}")
         return 2
     make = pipeline_factory or (lambda s, n, e: build_pipeline(s, n, e, judge=judge))

@@ -13,17 +13,10 @@ True
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from rag.answering.citations import markers_in, split_sentences, strip_markers
-from rag.retrieval import Passage
-
-if TYPE_CHECKING:
-    from langchain_core.language_models import BaseChatModel
-
-    from rag.answering.chain import Verifier
+from rag.answering import Passage, Verifier, markers_in, normalise, split_sentences, strip_markers
 
 KS: tuple[int, ...] = (1, 3, 5, 10)
 # A quote cut by a chunk boundary still counts when one chunk holds this share of it. With the
@@ -33,12 +26,6 @@ MIN_QUOTE_SHARE = 0.67
 MIN_PARTIAL_QUOTE_CHARS = 40
 
 Metrics = dict[str, float | None]
-
-
-def normalise(text: str, *, casefold: bool = True) -> str:
-    """NFKC (turns non-breaking and narrow spaces into spaces), collapsed whitespace, lowercase."""
-    text = " ".join(unicodedata.normalize("NFKC", text).split())
-    return text.lower() if casefold else text
 
 
 def quote_in(quote: str, text: str, min_share: float = MIN_QUOTE_SHARE) -> bool:
@@ -192,7 +179,7 @@ class ExactJudge:
 
 
 class VerifierJudge:
-    """Any chain ``Verifier`` as a judge, e.g. ``rag.answering.llamacpp.llamacpp_verifier(settings)``."""
+    """Any ``Verifier`` as a judge, e.g. ``rag.answering.llamacpp_judge(settings)``."""
 
     def __init__(self, verifier: Verifier, *, name: str) -> None:
         self.verifier = verifier
@@ -200,28 +187,6 @@ class VerifierJudge:
 
     def supported(self, claim: str, passages: Sequence[Passage]) -> bool | None:
         return self.verifier(claim, passages)
-
-
-class ChatModelJudge:
-    """A strict yes/no question to a chat model per sentence (any OpenAI-compatible server)."""
-
-    def __init__(self, model: BaseChatModel, *, name: str) -> None:
-        self.model = model
-        self.name = name
-
-    def supported(self, claim: str, passages: Sequence[Passage]) -> bool | None:
-        from rag.answering import prompts
-
-        text = "\n\n".join(p.text for p in passages)
-        prompt = prompts.load("judge_support").format(passages=text, claim=strip_markers(claim))
-        try:
-            reply = self.model.invoke(prompt)
-        except Exception:  # noqa: BLE001 - a judge that cannot answer must not stop the eval
-            return None
-        words = re.findall(r"[a-z]+", str(getattr(reply, "content", reply)).lower())
-        if words and words[0] in ("yes", "no"):
-            return words[0] == "yes"
-        return None
 
 
 def faithfulness_metrics(answer: Mapping[str, Any] | None, judge: Judge) -> Metrics:

@@ -19,14 +19,15 @@ import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
-from rag.answering.chain import Answer, Assistant, QuestionError
+from rag.answering import Answer, Assistant, IndexProblem, QuestionError, open_assistant
 from rag.config import Settings
 from rag.feedback import record_feedback
+from rag.ratelimit import RateLimiter
 from rag.slack.format import (
     FEEDBACK_BLOCK_ID,
     FEEDBACK_DOWN,
@@ -36,7 +37,6 @@ from rag.slack.format import (
     render_answer,
     slack_to_plain,
 )
-from rag.store import IndexProblem
 
 if TYPE_CHECKING:
     import uvicorn
@@ -125,30 +125,6 @@ class RecentKeys:
             return fresh
 
 
-class RateLimiter:
-    """At most ``per_minute`` questions per user in any 60 s window (0: no limit)."""
-
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.per_minute = per_minute
-        self.clock = clock
-        self._hits: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, user: str) -> float:
-        """0 when ``user`` may ask now (and count it); else the seconds until they may."""
-        if self.per_minute <= 0:
-            return 0.0
-        now = self.clock()
-        with self._lock:
-            hits = self._hits.setdefault(user, deque())
-            while hits and hits[0] <= now - 60.0:
-                hits.popleft()
-            if len(hits) >= self.per_minute:
-                return max(0.1, hits[0] + 60.0 - now)
-            hits.append(now)
-            return 0.0
-
-
 class _AnswerStore:
     """The last answers posted, so a feedback click can record question, answer and citations."""
 
@@ -228,8 +204,8 @@ class SlackBot:
             log.info("skipping a duplicate delivery of %s in %s", ts, channel)
             return
         thread_ts = event.get("thread_ts") or ts
-        wait = self.limiter.check(event["user"])
-        if wait:
+        if not self.limiter.allow(event["user"]):
+            wait = max(0.1, self.limiter.retry_after(event["user"]))
             limit = self.settings.rate_limit_per_minute
             self._post_safely(client, channel, thread_ts, RATE_LIMIT_TEXT.format(limit=limit, wait=wait))
             return
@@ -440,16 +416,13 @@ def run_slack(settings: Settings) -> None:
     """``rag slack``: check the tokens, load the index, then serve until interrupted."""
     from slack_bolt.error import BoltError
 
-    from rag.answering.assistant import build_assistant
-    from rag.store import IndexProblem
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         mode = check_slack_settings(settings)
     except SlackConfigError as exc:
         sys.exit(f"error: {exc}")
     try:
-        assistant = build_assistant(settings)
+        assistant = open_assistant(settings)
     except IndexProblem as exc:
         sys.exit(f"error: {exc}")
     try:

@@ -24,11 +24,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from rag.answering.chain import Answer, AnswererError, Assistant, Delta, QuestionError, check_question
+from rag.answering import (
+    Answer,
+    AnswererError,
+    Assistant,
+    Delta,
+    IndexProblem,
+    QuestionError,
+    check_question,
+    open_assistant,
+)
 from rag.config import Settings
 from rag.feedback import record_feedback
 from rag.ratelimit import RateLimiter
-from rag.store import IndexProblem
 from rag.web.render import answer_markdown, escape_markdown, sources_html, status_line
 
 if TYPE_CHECKING:
@@ -421,29 +429,15 @@ def launch_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def open_assistant(
-    settings: Settings, embeddings: Embeddings | None = None
+def assistant_or_problem(
+    settings: Settings, *, embeddings: Embeddings | None = None
 ) -> tuple[Assistant | None, str | None]:
-    """Build the assistant, first building or updating the index from the corpus if needed.
-
-    Returns ``(assistant, None)``, or ``(None, message)`` when there is no usable index.
-    """
-    from rag.answering.assistant import build_assistant
-    from rag.documents import CorpusError
-    from rag.embeddings import build_embeddings
-    from rag.ingest import IngestBusyError, index_status, ingest
-    from rag.store import IndexProblem
-
+    """The assistant the chat serves, its index built or updated from the corpus first if need
+    be (``open_assistant(..., ensure_index=True)``); or None and the message the chat shows
+    in place of answers when there is no usable index."""
     try:
-        embeddings = embeddings or build_embeddings(settings)
-        reason = index_status(settings)
-        if reason is not None:
-            log.warning("index %s: ingesting %s", reason, settings.corpus_dir)
-            model = embeddings
-            report = ingest(settings, lambda: model)
-            log.warning("%s", report.summary())
-        return build_assistant(settings, embeddings), None
-    except (CorpusError, IngestBusyError, IndexProblem) as exc:
+        return open_assistant(settings, embeddings=embeddings, ensure_index=True, progress=log.warning), None
+    except IndexProblem as exc:
         return None, f"{exc}. Fix it and run `rag ingest`, then restart the chat."
 
 
@@ -456,7 +450,7 @@ def serve(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> Any:
 def launch(settings: Settings) -> None:
     """Open (or build) the index, build the UI and serve it: ``python app.py``, ``rag serve``."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    assistant, problem = open_assistant(settings)
+    assistant, problem = assistant_or_problem(settings)
     if problem:
         log.error("%s", problem)
     serve(build_ui(assistant, settings, problem=problem), settings)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from rag.answering.citations import MARKER
+from rag.answering import MARKER
 
 # CommonMark lets any ASCII punctuation be backslash-escaped; escaping all of it means no
 # document text can form a link, an HTML tag, an emphasis, a list or (with `$`) a formula.

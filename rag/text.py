@@ -1,0 +1,140 @@
+"""The project's text toolkit: content words, sentences, and the forms texts are compared in.
+
+Retrieval (routing rules, question parts), answering (condensing, the extractive answerer,
+citation checks) and the eval all count words and split sentences the same way, from here.
+
+>>> content_tokens("What is the capital of North Korea?")
+['capital', 'north', 'korea']
+>>> split_sentences("Pyongyang is the capital [1]. It lies on the Taedong. [2]")
+['Pyongyang is the capital [1].', 'It lies on the Taedong. [2]']
+>>> normalise("The  Strategic\\u00a0patience [2].")
+'the strategic patience [2].'
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from typing import Any
+
+# "[1]", "[2, 3]": the passage markers of an answer. Text comparisons leave them out.
+MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
+LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+")
+CLAIM_BREAK = re.compile(r"(?<=\d\])\s+(?=[A-Z(])")
+WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
+STOPWORDS = frozenset(
+    "a an the of and or to in on at by for from with as is are was were be been being it its this"
+    " that these those which who whom what when where why how do does did has have had not no"
+    " than then there their they them he she his her we you your our i me my".split()
+)
+# The section a document's card (title, author, source) is filed under by the splitter; a
+# sentence of the card is not a list item of a section.
+CARD_SECTION = "About this document"
+
+_local = threading.local()
+
+
+def _segmenter() -> Any:
+    # pysbd's Segmenter keeps the text being split on the instance: one per thread, or
+    # concurrent requests (web queue workers, Slack handlers) get each other's sentences.
+    segmenter = getattr(_local, "segmenter", None)
+    if segmenter is None:
+        import pysbd
+
+        segmenter = _local.segmenter = pysbd.Segmenter(language="en", clean=False)
+    return segmenter
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``; line breaks (list items, headings) always end a sentence."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        for sentence in _segmenter().segment(line):
+            # A marker followed by a new capitalised claim ends a sentence even without a full
+            # stop (extractive answers quote list items: "Coastline: 2,495 km [1] Capital: ...").
+            for part in CLAIM_BREAK.split(sentence):
+                part = part.strip()
+                if part:
+                    out.append(part)
+    # pysbd splits "... so [2]. Next" correctly, but in "Claim. [1] Next. [2]" (the extractive
+    # answer's shape) it starts the next sentence with the marker: give it back to its claim.
+    merged: list[str] = []
+    for sentence in out:
+        lead = LEADING_MARKERS.match(sentence)
+        if merged and lead:
+            merged[-1] = merged[-1] + " " + lead.group(0).strip()
+            sentence = sentence[lead.end() :].strip()
+        if sentence:
+            merged.append(sentence)
+    return merged
+
+
+def strip_markers(text: str) -> str:
+    """``text`` without its ``[n]`` markers.
+
+    >>> strip_markers("Seoul joined in 2001 [1][3].")
+    'Seoul joined in 2001.'
+    """
+    return MARKER.sub("", text).strip()
+
+
+def content_tokens(text: str) -> list[str]:
+    """The lowercase words of ``text`` that carry meaning (stopwords left out), in order."""
+    return [t for t in WORD.findall(text.lower()) if t not in STOPWORDS]
+
+
+def overlap(claim: str, passage: str) -> float:
+    """Share of the claim's content words that appear in the passage (0 when it has none).
+
+    >>> overlap("The coastline of North Korea [1].", "Korea's coastline")
+    0.6666666666666666
+    """
+    claim_tokens = set(content_tokens(strip_markers(claim)))
+    if not claim_tokens:
+        return 0.0
+    return len(claim_tokens & set(content_tokens(passage))) / len(claim_tokens)
+
+
+def normalise(text: str, *, casefold: bool = True) -> str:
+    """The form texts are compared in: NFKC (non-breaking and narrow spaces become spaces),
+    whitespace collapsed, lowercase unless ``casefold`` is False."""
+    text = " ".join(unicodedata.normalize("NFKC", text).split())
+    return text.lower() if casefold else text
+
+
+def quote_key(text: str) -> str:
+    """A claim or sentence as quotes are looked for: ``normalise``d without its ``[n]`` markers
+    and the punctuation at its ends, so a claim matches the sentence it was cut from.
+
+    >>> quote_key("Seoul joined in 2001 [1].")
+    'seoul joined in 2001'
+    """
+    return normalise(strip_markers(text)).strip(" .;:")
+
+
+def is_quoted(claim: str, passage: str) -> bool:
+    """True when the claim (markers removed) appears word for word in the passage.
+
+    >>> is_quoted("The coastline is 2,495 km [1].", "Coastline: the  coastline is 2,495 km long.")
+    True
+    """
+    form = quote_key(claim)
+    return bool(form) and form in normalise(passage)
+
+
+def best_quote(claim: str, passage: str) -> str:
+    """The sentence of ``passage`` that best supports ``claim`` (by shared content words).
+
+    >>> best_quote("Exports fell [2].", "Imports rose. Exports fell sharply in 2017.")
+    'Exports fell sharply in 2017.'
+    """
+    sentences = split_sentences(passage) or [passage]
+    form = quote_key(claim)
+    for sentence in sentences:
+        if form and form in quote_key(sentence):
+            return sentence
+    return max(sentences, key=lambda s: (overlap(claim, s), -len(s)))
