@@ -1,9 +1,9 @@
-"""Ingest throughput: our ``rag.ingest`` against the LangChain tutorial pipeline, same corpus, same run.
+"""Ingest throughput: our ``rag.index.ingest`` against the LangChain tutorial pipeline, same corpus, same run.
 
 The peer is the pipeline of LangChain's RAG tutorial: ``TextLoader`` per file,
 ``RecursiveCharacterTextSplitter(chunk_size=1000, chunk_overlap=200)``, ``HuggingFaceEmbeddings``
 over the same bundled MiniLM (fp32, its defaults) and ``Chroma.from_documents`` into a fresh
-folder. Ours is ``rag.ingest.ingest`` with the default settings into a fresh data directory.
+folder. Ours is ``rag.index.ingest.ingest`` with the default settings into a fresh data directory.
 Each pipeline runs in its own fresh process; the timed span starts after the Python imports
 (the same libraries for both, reported apart) and includes loading the model, reading,
 splitting, embedding and storing.
@@ -103,8 +103,8 @@ def convert_worker() -> dict[str, Any]:
     a one-time step, as the peer's PyTorch weights are ready to load."""
     preload()
     from rag.config import Settings
-    from rag.embeddings import resolve_model_path
-    from rag.embeddings_openvino import ensure_ir
+    from rag.index.embeddings import resolve_model_path
+    from rag.index.openvino import ensure_ir
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     shutil.rmtree(settings.openvino_dir, ignore_errors=True)
@@ -117,8 +117,8 @@ def ours_worker(data: Path, precision: str | None, backend: str | None = None) -
     t0 = time.perf_counter()
     preload()
     from rag.config import Settings
-    from rag.embeddings import build_embeddings, use_bf16
-    from rag.ingest import ingest
+    from rag.index.embeddings import build_embeddings, use_bf16
+    from rag.index.ingest import ingest
 
     imports = time.perf_counter() - t0
     overrides: dict[str, Any] = {"corpus_dir": CORPUS, "data_dir": data}
@@ -144,7 +144,7 @@ def ours_worker(data: Path, precision: str | None, backend: str | None = None) -
     second = ingest(settings, lambda: build_embeddings(settings))
     reingest = time.perf_counter() - again
     return {
-        "pipeline": "rag.ingest",
+        "pipeline": "rag.index.ingest",
         "precision": "bf16" if use_bf16(settings.embedding_precision) else "fp32",
         "backend": type(model.get("embeddings")).__name__,
         "model_load_s": round(model.get("seconds", 0.0), 2),
@@ -245,7 +245,7 @@ def run(work: Path, *, quality: bool = True) -> dict[str, Any]:
         log(f"  {name}: {out['chunks']} chunks in {out['seconds']} s ({out['backend']}, {out['precision']})")
         return out
 
-    log("ingest: rag.ingest (defaults)")
+    log("ingest: rag.index.ingest (defaults)")
     ours_dir = work / "ours"
     ours = ours_run("ours")
     result["peer"], result["ours"] = peer, ours
@@ -255,9 +255,9 @@ def run(work: Path, *, quality: bool = True) -> dict[str, Any]:
     result["reingest_cli"] = reingest_cli(ours_dir)
     log(f"  {result['reingest_cli']['seconds']} s")
     if quality:
-        log("ingest: rag.ingest with PyTorch in bf16 (the backend before OpenVINO)")
+        log("ingest: rag.index.ingest with PyTorch in bf16 (the backend before OpenVINO)")
         result["ours_torch"] = ours_run("ours-torch", "--backend", "torch")
-        log("ingest: rag.ingest with PyTorch in fp32 (the reference vectors) and the quality check")
+        log("ingest: rag.index.ingest with PyTorch in fp32 (the reference vectors) and the quality check")
         fp32_dir = work / "ours-fp32"
         result["ours_fp32"] = ours_run("ours-fp32", "--backend", "torch", "--precision", "fp32")
         result["agreement_default_fp32"] = vector_agreement(ours_dir, fp32_dir)

@@ -26,7 +26,7 @@ from bench.common import CORPUS, golden, loadavg, now_iso, offline, summary_ms
 def measure(data: Path, passes: int, limit: int | None) -> dict[str, Any]:
     from rag.answering.assistant import open_assistant, open_index
     from rag.config import Settings
-    from rag.embeddings import build_embeddings
+    from rag.index.embeddings import build_embeddings
 
     settings = Settings(_env_file=None, corpus_dir=CORPUS, data_dir=data)  # type: ignore[call-arg]
     rows = golden(limit)

@@ -83,8 +83,8 @@ def main() -> int:
 
     from rag.answering import open_assistant
     from rag.config import Settings
-    from rag.embeddings import build_embeddings
-    from rag.ingest import ingest
+    from rag.index.embeddings import build_embeddings
+    from rag.index.ingest import ingest
 
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]

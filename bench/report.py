@@ -216,7 +216,7 @@ def render(results: dict[str, Any], targets: list[dict[str, Any]], plot_name: st
         peer, ours = ingest["peer"], ingest["ours"]
         lines += [
             "",
-            "## 1. Ingest: `rag.ingest` vs the LangChain tutorial pipeline",
+            "## 1. Ingest: `rag.index.ingest` vs the LangChain tutorial pipeline",
             "",
             f"Same corpus (`corpus/`, {peer['files']} files, {ingest['corpus_chars']:,} characters), same"
             " run, each pipeline in a fresh process; time from after the imports to the stored index"
@@ -228,7 +228,7 @@ def render(results: dict[str, Any], targets: list[dict[str, Any]], plot_name: st
             "| LangChain tutorial (TextLoader, splitter 1000/200, HuggingFaceEmbeddings fp32,"
             f" Chroma.from_documents) | {peer['chunks']} | {peer['seconds']} | {peer.get('cpu_s')} |"
             f" {peer['chunks_per_s']} | {peer['kchars_per_s']} |",
-            f"| rag.ingest, defaults ({_backend(ours)} {ours['precision']}, batch {ours['batch_size']},"
+            f"| rag.index.ingest, defaults ({_backend(ours)} {ours['precision']}, batch {ours['batch_size']},"
             f" chunks {ours['chunk_size']}/{ours['chunk_overlap']} + title line) | {ours['chunks']} |"
             f" {ours['seconds']} | {ours.get('cpu_s')} | {ours['chunks_per_s']} | {ours['kchars_per_s']} |",
         ]
@@ -236,7 +236,7 @@ def render(results: dict[str, Any], targets: list[dict[str, Any]], plot_name: st
             row = ingest.get(key)
             if row:
                 lines.append(
-                    f"| rag.ingest, {_backend(row)} {row['precision']} ({label}) | {row['chunks']} |"
+                    f"| rag.index.ingest, {_backend(row)} {row['precision']} ({label}) | {row['chunks']} |"
                     f" {row['seconds']} | {row.get('cpu_s')} | {row['chunks_per_s']} |"
                     f" {row['kchars_per_s']} |"
                 )

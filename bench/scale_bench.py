@@ -11,7 +11,7 @@ two cores is not needed:
   source), so the collection keeps the clustered shape of real text embeddings rather than
   uniformly random directions;
 - texts: words drawn (seeded) from the corpus vocabulary, as many as the source chunk has;
-- metadata: source, title, chunk index and id, as ``rag.ingest`` stores them.
+- metadata: source, title, chunk index and id, as ``rag.index.ingest`` stores them.
 
 At each size: the add rate of the segment just added (batches of 5000 over HTTP), the first
 query after it (which pays any index catch-up), then per golden question the Chroma query as
@@ -152,7 +152,7 @@ def hybrid_retrieval(
     collection: Any, synthetic: Synthetic, size: int, embeddings: Any, questions: list[str], settings: Any
 ) -> dict[str, Any]:
     """``HybridRetriever`` as the app runs it over the server's collection plus a BM25 index of it."""
-    from rag.lexical import LexicalIndex
+    from rag.index.lexical import LexicalIndex
     from rag.retrieval import HybridRetriever
 
     log(f"scale: BM25 index of {size} chunks and the hybrid retriever")
@@ -161,7 +161,7 @@ def hybrid_retrieval(
     for start in range(0, size, BATCH):
         batch_ids, _, docs, metas = synthetic.batch(start, min(start + BATCH, size))
         ids += batch_ids
-        # What rag.ingest gives BM25: title line, then the text.
+        # What rag.index.ingest gives BM25: title line, then the text.
         texts += [f"{m['title']}\n{d}" for m, d in zip(metas, docs, strict=True)]
     before = own_rss_mb()
     t0 = time.perf_counter()
@@ -198,8 +198,8 @@ def measure(data: Path, work: Path, sizes: list[int], passes: int, hybrid: bool 
     from chromadb.config import Settings as ChromaSettings
 
     from rag.config import Settings
-    from rag.embeddings import build_embeddings
-    from rag.store import create_collection
+    from rag.index.embeddings import build_embeddings
+    from rag.index.store import create_collection
 
     result: dict[str, Any] = {"date": now_iso(), "loadavg_before": loadavg(), "noise": NOISE, "seed": SEED}
     vectors, texts = base_chunks(data)

@@ -40,7 +40,7 @@ def main() -> int:
     from rag.answering.condense import heuristic_condense
     from rag.answering.extractive import ExtractiveAnswerer
     from rag.config import Settings
-    from rag.embeddings import build_embeddings
+    from rag.index.embeddings import build_embeddings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     # keeps that document's best passage in the top k.
     reserve_titled: bool = True
     # A word neither the index nor an English dictionary knows is searched as the nearest word
-    # (one edit away) that the index holds: "artcle" -> "article" (rag/spelling.py).
+    # (one edit away) that the index holds: "artcle" -> "article" (rag/retrieval/spelling.py).
     correct_spelling: bool = True
     mmr: bool = False
     mmr_lambda: float = Field(0.7, ge=0.0, le=1.0)
@@ -197,7 +197,7 @@ class Settings(BaseSettings):
 
     @property
     def openvino_dir(self) -> Path:
-        """The embedding model converted to OpenVINO (rag.embeddings_openvino.ensure_ir)."""
+        """The embedding model converted to OpenVINO (rag.index.openvino.ensure_ir)."""
         return self.models_dir / "openvino"
 
     def public_dict(self) -> dict[str, Any]:

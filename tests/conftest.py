@@ -70,7 +70,7 @@ def corpus() -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def real_embeddings() -> Iterator[object]:
-    from rag.embeddings import build_embeddings
+    from rag.index.embeddings import build_embeddings
 
     yield build_embeddings(Settings(_env_file=None, model_cache_dir=SHARED_MODELS))  # type: ignore[call-arg]
 
@@ -78,7 +78,7 @@ def real_embeddings() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def real_index(tmp_path_factory: pytest.TempPathFactory, real_embeddings: object) -> Settings:
     """The bundled corpus indexed once with the real model into a temp data dir."""
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     data = tmp_path_factory.mktemp("real-index")
     s = Settings(  # type: ignore[call-arg]

@@ -94,7 +94,7 @@ def build_fake_assistant(settings, embeddings=None, answerer=None, **chain_kwarg
     from rag.answering.assistant import open_index
     from rag.answering.chain import build_chain
     from rag.answering.extractive import ExtractiveAnswerer
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     embeddings = embeddings or HashingEmbeddings()
     ingest(settings, lambda: embeddings)

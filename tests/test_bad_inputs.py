@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 from rag.answering import Answer, Assistant, QuestionError
 from rag.cli import app
 from rag.config import Settings
-from rag.ingest import Manifest, ingest
+from rag.index.ingest import Manifest, ingest
+from rag.index.store import make_client
 from rag.slack.bot import SlackBot
-from rag.store import make_client
 from rag.web.app import WebChat
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings, build_fake_assistant, write_corpus
@@ -79,9 +79,9 @@ def h(settings: Settings) -> Iterator[Harness]:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> CliRunner:
     """The CLI with the fake embeddings in place of the model."""
-    import rag.embeddings
+    import rag.index.embeddings
 
-    monkeypatch.setattr(rag.embeddings, "build_embeddings", lambda settings: HashingEmbeddings())
+    monkeypatch.setattr(rag.index.embeddings, "build_embeddings", lambda settings: HashingEmbeddings())
     return CliRunner()
 
 

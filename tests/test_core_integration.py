@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from rag.answering import open_assistant
 from rag.cli import app
 from rag.config import Settings
-from rag.ingest import index_status, ingest
+from rag.index.ingest import index_status, ingest
 
 pytestmark = pytest.mark.integration
 ARTICLE = "the-diplomat-2016-why-should-the-us-talk-to-north-korea.md"
@@ -102,7 +102,7 @@ def test_reingest_unchanged_corpus_changes_nothing(real_index: Settings) -> None
 
 
 def test_bf16_embeddings_agree_with_fp32(real_embeddings: object) -> None:
-    from rag.embeddings import build_embeddings, cpu_has_bf16
+    from rag.index.embeddings import build_embeddings, cpu_has_bf16
 
     if not cpu_has_bf16():
         pytest.skip("this CPU has no native bf16; fp32 is used")

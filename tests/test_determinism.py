@@ -16,7 +16,7 @@ import pytest
 
 from rag.answering import open_assistant
 from rag.config import Settings
-from rag.ingest import ingest
+from rag.index.ingest import ingest
 from tests.conftest import REPO, stop_process
 
 pytestmark = pytest.mark.integration

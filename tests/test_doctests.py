@@ -10,8 +10,8 @@ import pytest
 MODULES = [
     "rag.config",
     "rag.text",
-    "rag.splitting",
-    "rag.retrieval",
+    "rag.index.splitting",
+    "rag.retrieval.retriever",
     "rag.answering.citations",
     "rag.answering.condense",
     "rag.answering.questions",

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.documents import CorpusError, discover, load_files
-from rag.splitting import CARD_SECTION, embed_text, split_document
+from rag.index.documents import CorpusError, discover, load_files
+from rag.index.splitting import CARD_SECTION, embed_text, split_document
 
 
 def minimal_pdf(text: str) -> bytes:
@@ -131,7 +131,7 @@ def test_split_by_headings_then_size_with_section_paths() -> None:
 def test_dense_context_keeps_the_title_short_and_bm25_keeps_it_whole() -> None:
     from langchain_core.documents import Document
 
-    from rag.splitting import TITLE_WORDS
+    from rag.index.splitting import TITLE_WORDS
 
     title = "22 U.S.C. Chapter 92 (Comprehensive Iran Sanctions, Accountability, and Divestment Act)"
     meta = {"source": "x.md", "title": title, "author": "A. Writer", "publication": "Weekly"}

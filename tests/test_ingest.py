@@ -5,10 +5,10 @@ from pathlib import Path
 import pytest
 
 from rag.config import Settings
-from rag.documents import CorpusError
-from rag.ingest import IngestBusyError, Manifest, index_status, ingest, ingest_lock
-from rag.lexical import LexicalIndex
-from rag.store import IndexMismatchError, make_client, open_collection
+from rag.index.documents import CorpusError
+from rag.index.ingest import IngestBusyError, Manifest, index_status, ingest, ingest_lock
+from rag.index.lexical import LexicalIndex
+from rag.index.store import IndexMismatchError, make_client, open_collection
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings
 

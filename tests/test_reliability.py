@@ -3,7 +3,7 @@ back, an OpenAI-compatible backend that is slow or down.
 
 The ingest runs are real ``rag ingest`` processes. The unit versions swap the embedding model
 for ``HashingEmbeddings`` slowed down to the model's pace (a launcher patches
-``rag.embeddings.build_embeddings`` before running the CLI), so a SIGKILL reliably lands while
+``rag.index.embeddings.build_embeddings`` before running the CLI), so a SIGKILL reliably lands while
 vectors are being computed; the integration version runs the real model on a generated corpus.
 """
 
@@ -26,9 +26,9 @@ import pytest
 
 from rag.answering import Assistant
 from rag.config import Settings
-from rag.ingest import Manifest
-from rag.lexical import LexicalIndex, fingerprint
-from rag.store import StoreUnavailableError, make_client
+from rag.index.ingest import Manifest
+from rag.index.lexical import LexicalIndex, fingerprint
+from rag.index.store import StoreUnavailableError, make_client
 from tests.conftest import SHARED_MODELS, make_settings, stop_process
 from tests.fake_openai import fake_openai
 from tests.fakes import HashingEmbeddings, build_fake_assistant
@@ -40,7 +40,7 @@ RAG = Path(sys.executable).with_name("rag")
 FAKE_MODEL_LAUNCHER = """
 import os, sys, time
 sys.path.insert(0, {repo!r})
-import rag.embeddings
+import rag.index.embeddings
 from tests.fakes import HashingEmbeddings
 
 class Slow(HashingEmbeddings):
@@ -48,7 +48,7 @@ class Slow(HashingEmbeddings):
         time.sleep(float(os.environ.get("FAKE_EMBED_DELAY_S", "0.01")) * len(texts))
         return super().embed_documents(texts)
 
-rag.embeddings.build_embeddings = lambda settings: Slow()
+rag.index.embeddings.build_embeddings = lambda settings: Slow()
 from rag.cli import app
 app(sys.argv[1:], prog_name="rag")
 """

@@ -9,8 +9,9 @@ import pytest
 
 from rag.answering.assistant import open_index
 from rag.config import Settings
-from rag.ingest import ingest
-from rag.retrieval import HybridRetriever, Passage, authored_reference, question_parts, reserve
+from rag.index.ingest import ingest
+from rag.retrieval import HybridRetriever, Passage
+from rag.retrieval.retriever import authored_reference, question_parts, reserve
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings, write_corpus
 
@@ -81,7 +82,7 @@ def test_bylines_come_from_the_front_matter(
 
 def test_metadata_is_read_a_page_at_a_time(retriever: tuple[HybridRetriever, Settings]) -> None:
     # One get() of a whole 100k-chunk collection fails in Chroma; paging must still see every chunk.
-    from rag.retrieval import _all_metadatas
+    from rag.retrieval.retriever import _all_metadatas
 
     r, _ = retriever
     total = r.collection.count()
@@ -210,7 +211,7 @@ def test_bylined_ranking_from_memory_matches_the_chroma_search(
     assert [p.chunk_id for p in again] == [p.chunk_id for p in from_chroma]
     assert all(p.source == "op-ed.md" for p in again)
     # Too many bylined chunks to keep: the same ranking comes from Chroma.
-    monkeypatch.setattr("rag.retrieval._Bylined.MAX_CACHED", 0)
+    monkeypatch.setattr("rag.retrieval.retriever._Bylined.MAX_CACHED", 0)
     r._bylines = None
     assert r._bylined().chunks is None
     assert [p.chunk_id for p in r._rank_bylined(QUESTION, qvec, ["op-ed.md"], 3)] == [
@@ -257,7 +258,7 @@ def test_a_question_spelling_out_a_title_keeps_that_document_in_the_top_k(
     ],
 )
 def test_which_questions_spell_out_a_title(question: str, expected: list[str]) -> None:
-    from rag.retrieval import spelled_out, title_phrases
+    from rag.retrieval.retriever import spelled_out, title_phrases
 
     titles = {
         "mtcr.md": "Missile Technology Control Regime (Wikipedia)",

@@ -20,8 +20,8 @@ from rag.answering.extractive import ExtractiveAnswerer
 from rag.answering.prompts import format_passages
 from rag.cli import app
 from rag.config import Settings
-from rag.documents import discover
-from rag.ingest import Manifest, ingest
+from rag.index.documents import discover
+from rag.index.ingest import Manifest, ingest
 from rag.retrieval import Passage
 from rag.slack.bot import SlackBot, check_slack_settings
 from rag.web.app import WebChat

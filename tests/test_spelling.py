@@ -1,4 +1,4 @@
-"""Typo correction of questions (rag/spelling.py): only words nobody knows are changed."""
+"""Typo correction of questions (rag/retrieval/spelling.py): only words nobody knows are changed."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.lexical import LexicalIndex
-from rag.spelling import SpellingCorrector
+from rag.index.lexical import LexicalIndex
+from rag.retrieval.spelling import SpellingCorrector
 
 INDEX_WORDS = {"article", "military", "sanctions", "depetris", "mtcr", "yeonpyeong", "korea"}
 
@@ -43,7 +43,7 @@ def test_the_lexical_index_knows_words_in_any_inflection() -> None:
 
 def test_a_misspelt_question_is_searched_as_meant(tmp_path: Path) -> None:
     from rag.answering.assistant import open_index
-    from rag.ingest import ingest
+    from rag.index.ingest import ingest
     from tests.conftest import make_settings
     from tests.fakes import HashingEmbeddings, write_corpus
     from tests.test_retrieval_routing import OP_ED, QUESTION, REFERENCE

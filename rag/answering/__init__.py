@@ -31,9 +31,9 @@ from rag.answering.types import (
     Turn,
 )
 from rag.answering.verification import Verifier, verify_by_match
-from rag.embeddings import build_embeddings
+from rag.index.embeddings import build_embeddings
+from rag.index.store import IndexProblem
 from rag.retrieval import Passage
-from rag.store import IndexProblem
 from rag.text import normalise, split_sentences
 
 __all__ = [

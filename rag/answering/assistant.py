@@ -25,15 +25,15 @@ from rag.answering.extractive import ExtractiveAnswerer
 from rag.answering.types import Answer, Answerer, Delta, Turn
 from rag.answering.verification import Verifier
 from rag.config import Settings
-from rag.store import IndexProblem
+from rag.index.store import IndexProblem
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
     from langchain_core.embeddings import Embeddings
     from langchain_core.runnables import Runnable
 
-    from rag.ingest import IngestReport
-    from rag.lexical import LexicalIndex
+    from rag.index.ingest import IngestReport
+    from rag.index.lexical import LexicalIndex
     from rag.retrieval import HybridRetriever
 
 __all__ = [
@@ -98,9 +98,9 @@ class OpenIndex:
 
 def open_index(settings: Settings, embeddings: Embeddings) -> OpenIndex:
     """Open the built index for querying; raises ``IndexMissingError`` when there is none."""
-    from rag.embeddings import spec_of
-    from rag.ingest import Manifest, sync_lexical
-    from rag.store import IndexMissingError, make_client, open_collection
+    from rag.index.embeddings import spec_of
+    from rag.index.ingest import Manifest, sync_lexical
+    from rag.index.store import IndexMissingError, make_client, open_collection
 
     manifest = Manifest.load(settings.manifest_path)
     if not manifest.files:
@@ -120,7 +120,7 @@ def index_status(settings: Settings) -> str | None:
 
     Cheap: hashes the corpus files and reads the manifest, loads no model.
     """
-    from rag.ingest import index_status as status
+    from rag.index.ingest import index_status as status
 
     return status(settings)
 
@@ -139,8 +139,8 @@ def update_index(
     needs embedding; ``progress(done, total)`` is called as chunks are embedded. Raises
     ``IndexProblem`` (no documents, another ingest running, an unusable store).
     """
-    from rag.embeddings import build_embeddings
-    from rag.ingest import ingest
+    from rag.index.embeddings import build_embeddings
+    from rag.index.ingest import ingest
 
     factory = embeddings_factory or (lambda: build_embeddings(settings))
     return ingest(settings, factory, rebuild=rebuild, progress=progress)
@@ -159,7 +159,7 @@ def refresh_index(
     When another process is ingesting the same data directory, wait for it (at most ``wait_s``)
     and check again. Raises ``IndexProblem`` when the index cannot be built.
     """
-    from rag.ingest import IngestBusyError
+    from rag.index.ingest import IngestBusyError
 
     say = progress or (lambda line: None)
     deadline = time.monotonic() + wait_s
@@ -217,7 +217,7 @@ def open_assistant(
     the model the settings name. Raises ``IndexProblem`` when there is no usable index: its
     message says what to do.
     """
-    from rag.embeddings import build_embeddings
+    from rag.index.embeddings import build_embeddings
 
     built: list[Embeddings] = [embeddings] if embeddings is not None else []
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from langchain_core.documents import Document
 
-from rag.store import IndexProblem
+from rag.index.store import IndexProblem
 
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
 FRONT_MATTER_KEYS = ("title", "source_url", "license", "author", "published", "publication")

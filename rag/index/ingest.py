@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.documents import Document
 
 from rag.config import Settings
-from rag.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, discover, load_files
-from rag.embeddings import EmbeddingSpec, spec_of, use_bf16
-from rag.lexical import LexicalIndex, fingerprint
-from rag.splitting import document_label, embed_text, split_document
-from rag.store import IndexProblem, drop_collection, make_client, open_collection
+from rag.index.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, discover, load_files
+from rag.index.embeddings import EmbeddingSpec, spec_of, use_bf16
+from rag.index.lexical import LexicalIndex, fingerprint
+from rag.index.splitting import document_label, embed_text, split_document
+from rag.index.store import IndexProblem, drop_collection, make_client, open_collection
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.config import Settings
-from rag.lexical import LexicalIndex
-from rag.spelling import SpellingCorrector
-from rag.store import StoreUnavailableError
+from rag.index.lexical import LexicalIndex
+from rag.index.store import StoreUnavailableError
+from rag.retrieval.spelling import SpellingCorrector
 from rag.text import STOPWORDS, content_tokens
 
 if TYPE_CHECKING:

