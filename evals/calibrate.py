@@ -60,7 +60,7 @@ def main() -> int:
 
     def scores(question: str, history: list[dict[str, str]]) -> tuple[float, float]:
         standalone = heuristic_condense(question, history) if history else question
-        passages = retriever.retrieve(standalone)
+        passages = retriever.retrieve(standalone, settings.top_k)
         best_passage = max((p.similarity for p in passages), default=-1.0)
         if any(p.named for p in passages):
             # A question about a document it names ("according to the article") is not held to

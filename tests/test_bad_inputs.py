@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from rag.answering import Answer, Assistant, QuestionError
 from rag.cli import app
 from rag.config import Settings
-from rag.index.ingest import Manifest, ingest
+from rag.index.ingest import ingest
+from rag.index.manifest import Manifest
 from rag.index.store import make_client
 from rag.slack.bot import SlackBot
 from rag.web.app import WebChat

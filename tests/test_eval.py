@@ -99,8 +99,8 @@ class IrrelevantRetriever:
     def __init__(self, inner: HybridRetriever) -> None:
         self.inner = inner
 
-    def retrieve(self, query: str, k: int | None = None) -> list[Passage]:
-        return self.inner.retrieve("kimchi fermented vegetable dish", k)
+    def retrieve(self, query: str, k: int, **options: Any) -> list[Passage]:
+        return self.inner.retrieve("kimchi fermented vegetable dish", k, **options)
 
 
 def fake_pipeline(settings: Settings, name: str, embeddings: Any, *, broken: bool = False) -> Pipeline:

@@ -6,8 +6,9 @@ import pytest
 
 from rag.config import Settings
 from rag.index.documents import CorpusError
-from rag.index.ingest import IngestBusyError, Manifest, index_status, ingest, ingest_lock
+from rag.index.ingest import IngestBusyError, index_status, ingest, ingest_lock
 from rag.index.lexical import LexicalIndex
+from rag.index.manifest import Manifest
 from rag.index.store import IndexMismatchError, make_client, open_collection
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings

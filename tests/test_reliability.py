@@ -26,8 +26,8 @@ import pytest
 
 from rag.answering import Assistant
 from rag.config import Settings
-from rag.index.ingest import Manifest
 from rag.index.lexical import LexicalIndex, fingerprint
+from rag.index.manifest import Manifest
 from rag.index.store import StoreUnavailableError, make_client
 from tests.conftest import SHARED_MODELS, make_settings, stop_process
 from tests.fake_openai import fake_openai

@@ -11,7 +11,7 @@ from rag.answering.assistant import open_index
 from rag.config import Settings
 from rag.index.ingest import ingest
 from rag.retrieval import HybridRetriever, Passage
-from rag.retrieval.retriever import authored_reference, question_parts, reserve
+from rag.retrieval.routing import authored_reference, question_parts, reserve
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings, write_corpus
 
@@ -54,9 +54,9 @@ def test_article_questions_reach_the_bylined_document_only_with_the_lever(
 ) -> None:
     r, settings = retriever
     r.settings = settings.model_copy(update={"route_authored": False})
-    assert "op-ed.md" not in [p.source for p in r.retrieve(QUESTION)]
+    assert "op-ed.md" not in [p.source for p in r.retrieve(QUESTION, settings.top_k)]
     r.settings = settings.model_copy(update={"route_authored": True})
-    top = r.retrieve(QUESTION)
+    top = r.retrieve(QUESTION, settings.top_k)
     assert "op-ed.md" in [p.source for p in top]
     assert any("tighten loopholes" in p.text for p in top)
 
@@ -67,9 +67,19 @@ def test_questions_without_an_article_reference_are_left_alone(
     r, settings = retriever
     question = "What did the Security Council diplomats meet on?"
     r.settings = settings.model_copy(update={"route_authored": False})
-    before = [p.chunk_id for p in r.retrieve(question)]
+    before = [p.chunk_id for p in r.retrieve(question, settings.top_k)]
     r.settings = settings.model_copy(update={"route_authored": True})
-    assert [p.chunk_id for p in r.retrieve(question)] == before
+    assert [p.chunk_id for p in r.retrieve(question, settings.top_k)] == before
+
+
+def test_k_is_the_callers_not_the_settings(retriever: tuple[HybridRetriever, Settings]) -> None:
+    """``retrieve`` returns the ``k`` passages it is asked for (the settings say top_k 3); a
+    deeper ranking begins with them."""
+    r, settings = retriever
+    two = r.retrieve(QUESTION, 2)
+    assert len(two) == 2 and settings.top_k == 3
+    deeper = r.retrieve(QUESTION, 2, depth=4)
+    assert len(deeper) == 4 and [p.chunk_id for p in deeper[:2]] == [p.chunk_id for p in two]
 
 
 def test_bylines_come_from_the_front_matter(
@@ -115,7 +125,7 @@ def test_every_document_bylined_means_no_routing(tmp_path: Path) -> None:
     ingest(settings, lambda: embeddings)
     r = open_index(settings, embeddings).retriever(embeddings, settings)
     assert r.bylines() == {}
-    assert r.retrieve(QUESTION)
+    assert r.retrieve(QUESTION, settings.top_k)
 
 
 def test_an_article_question_is_not_refused_for_a_low_cosine_alone(
@@ -161,13 +171,14 @@ def test_each_part_of_a_two_part_question_gets_a_place_in_the_top_k(
 
     monkeypatch.setattr(r, "_rank", rank)
     r.settings = settings.model_copy(update={"split_questions": False})
-    assert [p.chunk_id for p in r.retrieve(TWO_PART)] == ["mtcr-1", "mtcr-2", "mtcr-3"]
+    assert [p.chunk_id for p in r.retrieve(TWO_PART, settings.top_k)] == ["mtcr-1", "mtcr-2", "mtcr-3"]
     r.settings = settings.model_copy(update={"split_questions": True})
-    top = r.retrieve(TWO_PART)
+    top = r.retrieve(TWO_PART, settings.top_k)
     assert [p.chunk_id for p in top] == ["mtcr-1", "mtcr-2", "nsg-1"]
     # Asked for more (the eval takes 10 to score evidence@5 and @10), the first top_k are still
     # the ones a user gets.
-    assert [p.chunk_id for p in r.retrieve(TWO_PART, k=5)][:3] == ["mtcr-1", "mtcr-2", "nsg-1"]
+    deeper = r.retrieve(TWO_PART, settings.top_k, depth=5)
+    assert [p.chunk_id for p in deeper][:3] == ["mtcr-1", "mtcr-2", "nsg-1"]
     whole = np.asarray(r.embeddings.embed_query(TWO_PART))
     # The similarity stays the one to the whole question (the refusal threshold reads it).
     assert top[2].similarity == pytest.approx(float(whole[0]) / float(np.linalg.norm(whole)))
@@ -237,11 +248,12 @@ def test_a_question_spelling_out_a_title_keeps_that_document_in_the_top_k(
     ingest(settings, lambda: embeddings)
     r = open_index(settings, embeddings).retriever(embeddings, settings)
     assert r.title_phrases()[("nuclear", "suppliers", "group")] == "nsg.md"
-    top = r.retrieve("When was the Nuclear Suppliers Group founded?")
+    top = r.retrieve("When was the Nuclear Suppliers Group founded?", settings.top_k)
     assert len(top) == 3
     assert ("nsg.md" in [p.source for p in top]) is lever
     # Not a name: the same words out of order leave the ranking alone.
-    assert "nsg.md" not in [p.source for p in r.retrieve("Which group of nuclear suppliers was founded?")]
+    reordered = r.retrieve("Which group of nuclear suppliers was founded?", settings.top_k)
+    assert "nsg.md" not in [p.source for p in reordered]
 
 
 @pytest.mark.parametrize(
@@ -258,7 +270,7 @@ def test_a_question_spelling_out_a_title_keeps_that_document_in_the_top_k(
     ],
 )
 def test_which_questions_spell_out_a_title(question: str, expected: list[str]) -> None:
-    from rag.retrieval.retriever import spelled_out, title_phrases
+    from rag.retrieval.routing import spelled_out, title_phrases
 
     titles = {
         "mtcr.md": "Missile Technology Control Regime (Wikipedia)",

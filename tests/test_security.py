@@ -21,7 +21,8 @@ from rag.answering.prompts import format_passages
 from rag.cli import app
 from rag.config import Settings
 from rag.index.documents import discover
-from rag.index.ingest import Manifest, ingest
+from rag.index.ingest import ingest
+from rag.index.manifest import Manifest
 from rag.retrieval import Passage
 from rag.slack.bot import SlackBot, check_slack_settings
 from rag.web.app import WebChat

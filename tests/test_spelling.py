@@ -56,7 +56,7 @@ def test_a_misspelt_question_is_searched_as_meant(tmp_path: Path) -> None:
     # Words the tiny index holds, misspelt ("article" it does not hold, so "artcle" would stay).
     typo = QUESTION.replace("diplomats", "diplomatts").replace("Council", "Councel")
     assert typo != QUESTION
-    as_meant = [p.chunk_id for p in r.retrieve(QUESTION)]
-    assert [p.chunk_id for p in r.retrieve(typo)] == as_meant
+    as_meant = [p.chunk_id for p in r.retrieve(QUESTION, settings.top_k)]
+    assert [p.chunk_id for p in r.retrieve(typo, settings.top_k)] == as_meant
     r.settings = settings.model_copy(update={"correct_spelling": False})
-    assert [p.chunk_id for p in r.retrieve(typo)] != as_meant
+    assert [p.chunk_id for p in r.retrieve(typo, settings.top_k)] != as_meant

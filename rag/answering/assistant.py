@@ -99,7 +99,8 @@ class OpenIndex:
 def open_index(settings: Settings, embeddings: Embeddings) -> OpenIndex:
     """Open the built index for querying; raises ``IndexMissingError`` when there is none."""
     from rag.index.embeddings import spec_of
-    from rag.index.ingest import Manifest, sync_lexical
+    from rag.index.ingest import sync_lexical
+    from rag.index.manifest import Manifest
     from rag.index.store import IndexMissingError, make_client, open_collection
 
     manifest = Manifest.load(settings.manifest_path)

@@ -33,7 +33,7 @@ from rag.text import best_quote, split_sentences
 
 class Retriever(Protocol):
     def retrieve(
-        self, query: str, k: int | None = None, sources: Sequence[str] | None = None
+        self, query: str, k: int, *, sources: Sequence[str] | None = None, depth: int | None = None
     ) -> list[Passage]: ...
 
 
@@ -66,7 +66,7 @@ def turn_passages(
     """
     top_k = settings.top_k
     depth = max(k or top_k, top_k)
-    ranked = retriever.retrieve(standalone, k=depth)
+    ranked = retriever.retrieve(standalone, top_k, depth=depth)
     previous = [t["content"] for t in history if t["role"] == "user"]
     if not previous or standalone == question:
         return ranked, False
@@ -75,8 +75,8 @@ def turn_passages(
     cited = [t.get("sources") for t in history if t["role"] == "assistant"]
     topic = list(cited[-1] or []) if cited and cited[-1] else []
     if not topic:
-        topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1])))[:3]
-    focused = retriever.retrieve(question, sources=topic)
+        topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1], top_k)))[:3]
+    focused = retriever.retrieve(question, top_k, sources=topic)
     top = fuse_passages([ranked[:top_k], focused], settings.rrf_k)[:top_k]
     shown = {p.chunk_id for p in top}
     return top + [p for p in ranked if p.chunk_id not in shown][: depth - top_k], True

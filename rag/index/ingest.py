@@ -1,16 +1,15 @@
 """Incremental, crash-safe ingest: corpus folder -> chunks -> embeddings -> Chroma (+ BM25).
 
-A content-hash manifest under the data directory records, per file, its SHA-256 and the ids of
-its chunks. Re-running ingest skips unchanged files, replaces changed ones and removes deleted
-ones. Chunk ids come from content, so a re-run after a crash upserts the same ids (never
-duplicates), and a final reconciliation deletes any chunk the manifest does not account for.
+A content-hash manifest under the data directory (``rag.index.manifest``) records, per file,
+its SHA-256 and the ids of its chunks. Re-running ingest skips unchanged files, replaces changed
+ones and removes deleted ones. Chunk ids come from content, so a re-run after a crash upserts the
+same ids (never duplicates), and a final reconciliation deletes any chunk the manifest does not
+account for.
 Only one ingest runs at a time (a file lock).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from rag.config import Settings
 from rag.index.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, discover, load_files
 from rag.index.embeddings import EmbeddingSpec, spec_of, use_bf16
 from rag.index.lexical import LexicalIndex, fingerprint
+from rag.index.manifest import Manifest
 from rag.index.splitting import document_label, embed_text, split_document
 from rag.index.store import IndexProblem, drop_collection, make_client, open_collection
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
     from langchain_core.embeddings import Embeddings
 
-MANIFEST_VERSION = 1
 # Bump when splitting changes in a way that must re-chunk every file.
 SPLITTER_VERSION = 8
 FLUSH_CHUNKS = 256
@@ -65,45 +64,6 @@ class IngestReport:
         ]
         lines += [f"skipped {e.source}: {e.reason}" for e in self.errors]
         return "\n".join(lines)
-
-
-@dataclass
-class Manifest:
-    model: str = ""
-    dim: int = 0
-    splitter: dict[str, int | str] = field(default_factory=dict)
-    files: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: Path) -> Manifest:
-        try:
-            raw = json.loads(path.read_text())
-        except FileNotFoundError:
-            return cls()
-        except (OSError, ValueError):
-            # An unreadable manifest only costs a re-embed: reconciliation removes strays.
-            return cls()
-        if raw.get("version") != MANIFEST_VERSION:
-            return cls()
-        return cls(raw["model"], raw["dim"], raw["splitter"], raw["files"])
-
-    def save(self, path: Path) -> None:
-        data = {
-            "version": MANIFEST_VERSION,
-            "model": self.model,
-            "dim": self.dim,
-            "splitter": self.splitter,
-            "files": self.files,
-        }
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w") as fh:
-            json.dump(data, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-
-    def all_ids(self) -> set[str]:
-        return {cid for entry in self.files.values() for cid in entry["chunk_ids"]}
 
 
 @contextmanager

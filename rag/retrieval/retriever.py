@@ -1,4 +1,5 @@
-"""Retrieval: dense search in Chroma fused with BM25 by reciprocal rank, optional MMR.
+"""The hybrid retriever: dense search in Chroma fused with BM25 by reciprocal rank, shaped by the
+routing rules, optionally diversified by MMR.
 
 Every returned passage carries its cosine similarity to the question (also for passages only
 BM25 found), so the refusal threshold means the same thing whichever list found the passage.
@@ -6,9 +7,8 @@ BM25 found), so the refusal threshold means the same thing whichever list found 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,222 +16,21 @@ import numpy as np
 from rag.config import Settings
 from rag.index.lexical import LexicalIndex
 from rag.index.store import StoreUnavailableError
+from rag.retrieval.fusion import diversify, fuse_passages, mmr_order
+from rag.retrieval.passage import Passage
+from rag.retrieval.routing import (
+    AUTHORED_REFERENCE,
+    authored_reference,
+    question_parts,
+    reserve,
+    spelled_out,
+    title_phrases,
+)
 from rag.retrieval.spelling import SpellingCorrector
-from rag.text import STOPWORDS, content_tokens
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
     from langchain_core.embeddings import Embeddings
-
-
-@dataclass
-class Passage:
-    """A retrieved chunk: its text, where it comes from, and how well it matched."""
-
-    chunk_id: str
-    text: str
-    metadata: dict[str, Any]
-    similarity: float
-    fused: float = 0.0
-    vector: Any = field(default=None, repr=False)
-    # From a document the question points at ("the article", a title it names): the question is
-    # about this document, so a low cosine alone does not make it off-topic.
-    named: bool = False
-
-    @property
-    def source(self) -> str:
-        return str(self.metadata.get("source", ""))
-
-    @property
-    def title(self) -> str:
-        return str(self.metadata.get("title", self.source))
-
-    @property
-    def section(self) -> str:
-        return str(self.metadata.get("section", ""))
-
-    @property
-    def url(self) -> str | None:
-        url = self.metadata.get("source_url")
-        return str(url) if url and str(url).startswith(("http://", "https://")) else None
-
-
-def reciprocal_rank_fusion(
-    rankings: Sequence[Sequence[str]], k: int = 60, weights: Sequence[float] | None = None
-) -> list[tuple[str, float]]:
-    """Fuse ranked id lists: score(id) = sum over lists of weight / (k + rank), rank from 1.
-
-    >>> reciprocal_rank_fusion([["a", "b"], ["b", "c"]], k=1)
-    [('b', 0.8333333333333333), ('a', 0.5), ('c', 0.3333333333333333)]
-    """
-    scores: dict[str, float] = {}
-    for i, ranking in enumerate(rankings):
-        weight = weights[i] if weights is not None else 1.0
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + weight / (k + rank)
-    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-
-
-def fuse_passages(
-    rankings: Sequence[Sequence[Passage]], k: int = 60, weights: Sequence[float] | None = None
-) -> list[Passage]:
-    """``reciprocal_rank_fusion`` over passage lists; each passage gets its ``fused`` score."""
-    by_id = {p.chunk_id: p for ranking in rankings for p in ranking}
-    fused = reciprocal_rank_fusion([[p.chunk_id for p in ranking] for ranking in rankings], k, weights)
-    for chunk_id, score in fused:
-        by_id[chunk_id].fused = score
-    return [by_id[chunk_id] for chunk_id, _ in fused]
-
-
-# A question that points at a written piece ("according to the article", "the author says",
-# "the Diplomat op-ed") asks about a document with a byline, not about every text on its topic.
-AUTHORED_REFERENCE = re.compile(
-    r"\b(?:the|this|that)\s+(?:(?P<qualifier>[\w-]+)\s+)?"
-    r"(?:article|piece|op-?ed|essay|column|commentary|author|writer|columnist)\b",
-    re.IGNORECASE,
-)
-
-
-def authored_reference(query: str, bylines: dict[str, str]) -> list[str]:
-    """The files among ``bylines`` (file -> author, publication and title) that the question
-    points at with "the article", "the author", "the Diplomat piece"; a qualifier must occur in
-    the byline ("the Wikipedia article" does not point at an op-ed).
-
-    >>> bylines = {"op-ed.md": "jane doe, the gazette, why talk"}
-    >>> authored_reference("What does the author want?", bylines)
-    ['op-ed.md']
-    >>> authored_reference("What does the Gazette article say?", bylines)
-    ['op-ed.md']
-    >>> authored_reference("What does the Wikipedia article say?", bylines)
-    []
-    """
-    found: list[str] = []
-    for match in AUTHORED_REFERENCE.finditer(query):
-        qualifier = (match.group("qualifier") or "").casefold()
-        plain = not qualifier or qualifier in ("same", "whole", "original", "first", "opinion")
-        for source, byline in bylines.items():
-            if source not in found and (plain or re.search(rf"\b{re.escape(qualifier)}\b", byline)):
-                found.append(source)
-    return found
-
-
-_TITLE_WORD = re.compile(r"[0-9a-z]+")
-
-
-def title_phrases(titles: dict[str, str], n: int = 3) -> dict[tuple[str, ...], str]:
-    """Runs of ``n`` consecutive title words that name one document: they begin and end with a
-    content word and occur in no other title (file -> title in, phrase -> file out). "missile
-    technology control" names one document; "cia world factbook" names a family of them, which
-    says nothing about which.
-
-    >>> title_phrases({"a.md": "Nuclear Suppliers Group", "b.md": "Nuclear Suppliers Group members"})
-    {('suppliers', 'group', 'members'): 'b.md'}
-    """
-    owners: dict[tuple[str, ...], set[str]] = {}
-    for source, title in titles.items():
-        words = _TITLE_WORD.findall(title.casefold())
-        for i in range(len(words) - n + 1):
-            run = tuple(words[i : i + n])
-            if run[0] not in STOPWORDS and run[-1] not in STOPWORDS:
-                owners.setdefault(run, set()).add(source)
-    return {run: next(iter(files)) for run, files in owners.items() if len(files) == 1}
-
-
-def spelled_out(query: str, phrases: dict[tuple[str, ...], str], n: int = 3) -> list[str]:
-    """The files whose title the question spells out (holds one of its ``title_phrases``).
-
-    >>> phrases = title_phrases({"nsg.md": "Nuclear Suppliers Group", "e.md": "Economy of North Korea"})
-    >>> spelled_out("Who founded the nuclear suppliers group?", phrases)
-    ['nsg.md']
-    >>> spelled_out("Who supplies nuclear fuel to the capital of North Korea?", phrases)
-    []
-    """
-    words = _TITLE_WORD.findall(query.casefold())
-    found = (phrases.get(tuple(words[i : i + n])) for i in range(len(words) - n + 1))
-    return list(dict.fromkeys(f for f in found if f is not None))
-
-
-# Where a question goes on to ask a second thing: ", and when did it join the NSG?",
-# "but how many does it have now?". Not after a full stop: "What is X? And Y?" is a follow-up
-# joined to its question by the condenser, whose later part needs the earlier one.
-QUESTION_PARTS = re.compile(
-    r"(?<![.?!]),?\s+\b(?:and|but|while|whereas)\s+(?=(?:who|whom|whose|what|when|where|which|why|how"
-    r"|is|are|was|were|does|did|do|can|could|has|have|had|will|would|should)\b)",
-    re.IGNORECASE,
-)
-
-
-def question_parts(query: str) -> list[str]:
-    """Sub-queries for a question that asks several things, one per part; later parts are
-    followed by the first part's content words, since they often say "it" for its subject.
-    Empty when the question asks one thing.
-
-    >>> question_parts("When did South Korea join the MTCR, and when did it join the NSG?")
-    ['When did South Korea join the MTCR', 'when did it join the NSG? south korea join mtcr']
-    >>> question_parts("What share of GDP did Japan and South Korea spend on the military?")
-    []
-    >>> question_parts("What is the capital of Japan? And how many people live in the capital?")
-    []
-    """
-    parts = [part.strip(" ,;") for part in QUESTION_PARTS.split(query)]
-    parts = [part for part in parts if len(content_tokens(part)) >= 2]
-    if len(parts) < 2:
-        return []
-    context = " ".join(content_tokens(parts[0]))
-    return [parts[0]] + [f"{part} {context}" for part in parts[1:]]
-
-
-def reserve(ordered: list[Passage], picks: Sequence[Passage], k: int) -> list[Passage]:
-    """``ordered`` with each of ``picks`` moved into the first ``k`` (displacing the lowest
-    ranked passages that are not picks), the first ``k`` kept in rank order.
-
-    >>> ps = [Passage(c, "", {}, 0.0) for c in "abcd"]
-    >>> [p.chunk_id for p in reserve(ps, [ps[3]], 2)]
-    ['a', 'd', 'b', 'c']
-    """
-    rank = {p.chunk_id: i for i, p in enumerate(ordered)}
-    wanted = list({p.chunk_id: p for p in picks if p.chunk_id in rank}.values())[:k]
-    wanted_ids = {p.chunk_id for p in wanted}
-    top = [p for p in ordered if p.chunk_id not in wanted_ids][: k - len(wanted)] + wanted
-    top.sort(key=lambda p: rank[p.chunk_id])
-    top_ids = {p.chunk_id for p in top}
-    return top + [p for p in ordered if p.chunk_id not in top_ids]
-
-
-def mmr_order(query: np.ndarray, vectors: np.ndarray, relevance: np.ndarray, k: int, lam: float) -> list[int]:
-    """Maximal marginal relevance: pick ``k`` indices trading relevance against redundancy."""
-    chosen: list[int] = []
-    candidates = list(range(len(vectors)))
-    while candidates and len(chosen) < k:
-        if chosen:
-            redundancy = (vectors[candidates] @ vectors[chosen].T).max(axis=1)
-        else:
-            redundancy = np.zeros(len(candidates))
-        scores = lam * relevance[candidates] - (1 - lam) * redundancy
-        best = candidates[int(np.argmax(scores))]
-        chosen.append(best)
-        candidates.remove(best)
-    return chosen
-
-
-def diversify(passages: list[Passage], k: int, per_source: int) -> list[Passage]:
-    """Keep rank order but take at most ``per_source`` passages per file into the first ``k``;
-    the passages set aside follow, in rank order, and fill any places left.
-
-    >>> ps = [Passage(c, "", {"source": s}, 0.0) for c, s in [("a1", "a"), ("a2", "a"), ("b1", "b")]]
-    >>> [p.chunk_id for p in diversify(ps, k=2, per_source=1)]
-    ['a1', 'b1', 'a2']
-    """
-    picked: list[Passage] = []
-    spare: list[Passage] = []
-    counts: dict[str, int] = {}
-    for p in passages:
-        if len(picked) < k and counts.get(p.source, 0) < per_source:
-            picked.append(p)
-            counts[p.source] = counts.get(p.source, 0) + 1
-        else:
-            spare.append(p)
-    return picked + spare
 
 
 @dataclass
@@ -256,7 +55,7 @@ def _named(passages: list[Passage]) -> list[Passage]:
 
 
 class HybridRetriever:
-    """Finds the ``top_k`` passages for a query.
+    """Finds the best ``k`` passages for a query (``retrieve``).
 
     Collaborators are passed in (``collection``, ``embeddings``, ``lexical``) so tests can hand
     in an in-memory Chroma and fake embeddings.
@@ -280,15 +79,19 @@ class HybridRetriever:
         self._speller = SpellingCorrector(self._knows)
 
     def retrieve(
-        self, query: str, k: int | None = None, sources: Sequence[str] | None = None
+        self, query: str, k: int, *, sources: Sequence[str] | None = None, depth: int | None = None
     ) -> list[Passage]:
-        """The best ``k`` passages (default ``top_k``), only from ``sources`` files when given.
+        """The best ``k`` passages, only from ``sources`` files when given.
+
+        Asked for a ``depth`` beyond ``k`` (the eval scores the top 10), the ranking goes on to
+        ``depth`` passages; the routing rules shape the first ``k`` places only, so those are the
+        ``k`` passages a search of depth ``k`` returns.
 
         Raises ``StoreUnavailableError`` (a plain message for users) when the Chroma server
         cannot be reached; the next call tries again, so the app recovers once it is back.
         """
         try:
-            return self._retrieve(query, k, sources)
+            return self._retrieve(query, k, max(depth or k, k), sources)
         except Exception as exc:
             import httpx  # the HTTP client's errors; chromadb depends on httpx
 
@@ -300,15 +103,14 @@ class HybridRetriever:
                 ) from exc
             raise
 
-    def _retrieve(self, query: str, k: int | None, sources: Sequence[str] | None) -> list[Passage]:
+    def _retrieve(self, query: str, k: int, depth: int, sources: Sequence[str] | None) -> list[Passage]:
         s = self.settings
-        k = k or s.top_k
-        fetch_k = max(s.fetch_k, k)
+        fetch_k = max(s.fetch_k, depth)
         if s.correct_spelling and self.lexical is not None:
             query = self._speller.correct(query)
-        # The routing below shapes the first ``top_k`` places, whatever ``k`` is asked for: the
+        # The routing below shapes the first ``k`` places, whatever ``depth`` is asked for: the
         # eval's top 10 then begins with the 5 passages a user gets.
-        top = s.top_k
+        top = k
         authored = s.route_authored and not sources and AUTHORED_REFERENCE.search(query)
         bylined = authored_reference(query, self.bylines()) if authored else []
         qvec = _unit(self.embeddings.embed_query(query))
@@ -350,9 +152,10 @@ class HybridRetriever:
         if s.mmr and len(ordered) > k:
             vectors = np.stack([p.vector for p in ordered])
             relevance = np.array([p.similarity for p in ordered])
-            picks = mmr_order(qvec, vectors, relevance, k, s.mmr_lambda)
+            # Greedy: the first k of a deeper pick are the k picks on their own.
+            picks = mmr_order(qvec, vectors, relevance, depth, s.mmr_lambda)
             return [ordered[i] for i in picks]
-        return ordered[:k]
+        return ordered[:depth]
 
     def _knows(self, word: str) -> bool:
         return self.lexical is not None and self.lexical.knows(word)
