@@ -36,11 +36,9 @@ OFF_TOPIC = [
 
 
 def main() -> int:
-    from rag.answering.assistant import open_index
-    from rag.answering.condense import heuristic_condense
+    from rag.answering import build_embeddings, open_assistant
     from rag.answering.extractive import ExtractiveAnswerer
     from rag.config import Settings
-    from rag.index.embeddings import build_embeddings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -53,18 +51,18 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("evals/calibration.md"))
     args = parser.parse_args()
 
-    settings = Settings()
+    settings = Settings(answerer="extractive")
     embeddings = build_embeddings(settings)
-    retriever = open_index(settings, embeddings).retriever(embeddings, settings)
+    assistant = open_assistant(settings, embeddings=embeddings)
     extractive = ExtractiveAnswerer(embeddings, min_score=-1.0)
 
     def scores(question: str, history: list[dict[str, str]]) -> tuple[float, float]:
-        standalone = heuristic_condense(question, history) if history else question
-        passages = retriever.retrieve(standalone, settings.top_k)
+        turn = assistant.retrieve(question, history)  # the passages the chain would answer from
+        passages = turn.shown
         best_passage = max((p.similarity for p in passages), default=-1.0)
-        if any(p.named for p in passages):
-            # A question about a document it names ("according to the article") is not held to
-            # the passage threshold by the chain, so it must not set it either.
+        if turn.followup or any(p.named for p in passages):
+            # A follow-up, or a question about a document it names ("according to the article"),
+            # is not held to the passage threshold by the chain, so it must not set it either.
             best_passage = float("nan")
         return best_passage, extractive.best_score(question, passages)
 
@@ -96,7 +94,7 @@ def main() -> int:
             " / ".join(f"{x:.3f}" for x in np.nanpercentile(arr[:, i], [0, 10, 50, 100])) for i in (0, 1)
         ]
         named = int(np.isnan(arr[:, 0]).sum())
-        cells[0] += f" ({named} naming their document not counted)" if named else ""
+        cells[0] += f" ({named} follow-ups or naming their document not counted)" if named else ""
         lines.append(f"| {name} | {len(arr)} | {cells[0]} | {cells[1]} |")
     answerable = np.array(groups["answerable"])
     off = np.array(groups["off-topic"])

@@ -92,7 +92,7 @@ def build_fake_assistant(settings, embeddings=None, answerer=None, **chain_kwarg
     """Ingest ``settings.corpus_dir`` with hashing embeddings and wire the real chain on top."""
     from rag.answering import Assistant
     from rag.answering.assistant import open_index
-    from rag.answering.chain import build_chain
+    from rag.answering.chain import build_chain, build_retrieval
     from rag.answering.extractive import ExtractiveAnswerer
     from rag.index.ingest import ingest
 
@@ -102,6 +102,9 @@ def build_fake_assistant(settings, embeddings=None, answerer=None, **chain_kwarg
     retriever = index.retriever(embeddings, settings)
     answerer = answerer or ExtractiveAnswerer(embeddings, min_score=0.1)
     chain = build_chain(retriever=retriever, answerer=answerer, settings=settings, **chain_kwargs)
+    retrieval = build_retrieval(retriever=retriever, settings=settings, condense=chain_kwargs.get("condense"))
     return Assistant(
-        chain, status={"documents": index.documents, "chunks": index.chunks, "answerer": answerer.name}
+        chain,
+        retrieval=retrieval,
+        status={"documents": index.documents, "chunks": index.chunks, "answerer": answerer.name},
     )

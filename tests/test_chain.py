@@ -126,6 +126,38 @@ def test_followup_uses_the_history(settings: Settings) -> None:
     assert answer.citations[0].passage.source == "article.md"
 
 
+@pytest.mark.parametrize(
+    ("question", "history"),
+    [
+        ("Which policy was an immense failure according to the article?", []),
+        (
+            "Who is the author?",
+            [
+                {"role": "user", "content": "Which policy was an immense failure according to the article?"},
+                {"role": "assistant", "content": "Strategic patience [1]."},
+            ],
+        ),
+    ],
+)
+def test_a_deeper_ranking_begins_with_the_passages_the_answer_saw(
+    settings: Settings, question: str, history: list[dict[str, str]]
+) -> None:
+    """The eval asks the chain for 10 passages: the answer and its first top_k passages are
+    those of a plain ask, and the chain's retrieval steps alone give the same ranking."""
+    assistant = build_fake_assistant(settings)
+    plain = assistant.ask(question, history)
+    deep = assistant.ask(question, history, k=8)
+    ids = [p.chunk_id for p in deep.retrieved]
+    assert len(plain.retrieved) == settings.top_k < len(deep.retrieved) <= 8  # 6 chunks in all
+    assert ids[: settings.top_k] == [p.chunk_id for p in plain.retrieved]
+    assert deep.answer == plain.answer
+    assert [c.as_dict() for c in deep.citations] == [c.as_dict() for c in plain.citations]
+    turn = assistant.retrieve(question, history, k=8)
+    assert [p.chunk_id for p in turn.passages] == ids and turn.standalone == deep.standalone_question
+    with pytest.raises(ValueError, match="k must be"):
+        assistant.ask(question, history, k=0)
+
+
 def test_heuristic_condense_leaves_standalone_questions_alone() -> None:
     history = [{"role": "user", "content": "Tell me about kimchi"}]
     q = "What is the GDP of North Korea in 2015 according to the factbook?"

@@ -11,7 +11,7 @@ import pytest
 
 from rag.answering import Assistant
 from rag.answering.assistant import open_index
-from rag.answering.chain import build_chain
+from rag.answering.chain import build_chain, build_retrieval
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.config import Settings
 from rag.evaluation.harness import GoldenError, Pipeline, answerer_settings, evaluate, load_questions, run_cli
@@ -112,7 +112,8 @@ def fake_pipeline(settings: Settings, name: str, embeddings: Any, *, broken: boo
         retriever = IrrelevantRetriever(retriever)
     answerer = ExtractiveAnswerer(embeddings, min_score=0.1)
     chain = build_chain(retriever=retriever, answerer=answerer, settings=settings)
-    return Pipeline(name, Assistant(chain), retriever, ExactJudge(), settings, model="fake extractive")
+    retrieval = build_retrieval(retriever=retriever, settings=settings)
+    return Pipeline(name, Assistant(chain, retrieval=retrieval), ExactJudge(), model="fake extractive")
 
 
 @pytest.fixture
@@ -183,11 +184,12 @@ def test_the_report_folder_holds_results_report_and_plots(
     first = rows[0]
     assert first["answer"]["citations"] and first["metrics"]["correctness.correct"] == 1.0
     assert first["metrics"]["retrieval.evidence@1"] == 1.0 and first["judge"] == "exact"
-    assert first["ranking_mismatch"] is False
     assert rows[3]["answer"]["refused"] and rows[3]["metrics"]["refusal.unanswerable_refused"] == 1.0
     assert rows[4]["standalone_question"].startswith("What is kimchi?")
-    # Every ranking scored begins with the passages the answer saw, follow-ups included.
-    assert [r["ranking_mismatch"] for r in rows] == [False] * len(rows)
+    # The ranking scored is the one the answer came from, 10 deep, follow-ups included.
+    for row in rows:
+        assert [r["chunk_id"] for r in row["ranking"]] == [p["chunk_id"] for p in row["answer"]["retrieved"]]
+        assert len(row["ranking"]) == 10
 
     report = json.loads((out / "report.json").read_text())
     assert {"date", "machine", "settings", "models", "answerers", "questions"} <= set(report)

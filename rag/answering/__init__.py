@@ -15,6 +15,7 @@ cite), ``types``, ``questions``, ``condense``, ``verification``, ``citations``, 
 """
 
 from rag.answering.assistant import Assistant, index_status, open_assistant, refresh_index, update_index
+from rag.answering.chain import TurnState
 from rag.answering.chat_model import build_openai_model, chat_model_judge
 from rag.answering.citations import MARKER, markers_in, strip_markers
 from rag.answering.llamacpp import llamacpp_judge
@@ -49,6 +50,7 @@ __all__ = [
     "QuestionError",
     "Sentence",
     "Turn",
+    "TurnState",
     "Verifier",
     "build_embeddings",
     "build_openai_model",

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rag.answering.chain import build_chain
+from rag.answering.chain import TurnState, build_chain, build_retrieval
 from rag.answering.chat_model import ChatModelAnswerer, build_openai_model
 from rag.answering.condense import Condenser, llm_condense
 from rag.answering.extractive import ExtractiveAnswerer
@@ -55,23 +55,41 @@ INGEST_WAIT_S = 900.0
 class Assistant:
     """Front ends talk to this: ``ask`` for a whole answer, ``stream`` for deltas then the answer.
 
-    ``status`` says what is being asked (documents, chunks, answerer) for front ends to show.
+    ``k`` ranks deeper than ``top_k`` (the eval asks 10): the answer is still made from the first
+    ``top_k`` passages and ``Answer.retrieved`` holds the whole ranking. ``retrieve`` runs the
+    chain's own condense and retrieve steps (``retrieval``) without answering. ``status`` says
+    what is being asked (documents, chunks, answerer) for front ends to show.
     """
 
     def __init__(
-        self, chain: Runnable[dict[str, Any], Delta | Answer], *, status: dict[str, Any] | None = None
+        self,
+        chain: Runnable[dict[str, Any], Delta | Answer],
+        *,
+        retrieval: Runnable[dict[str, Any], TurnState] | None = None,
+        status: dict[str, Any] | None = None,
     ) -> None:
         self.chain = chain
+        self.retrieval = retrieval
         self.status = status or {}
 
-    def stream(self, question: str, history: Sequence[Turn] | None = None) -> Iterator[Delta | Answer]:
-        yield from self.chain.stream({"question": question, "history": list(history or [])})
+    def stream(
+        self, question: str, history: Sequence[Turn] | None = None, *, k: int | None = None
+    ) -> Iterator[Delta | Answer]:
+        yield from self.chain.stream({"question": question, "history": list(history or []), "k": k})
 
-    def ask(self, question: str, history: Sequence[Turn] | None = None) -> Answer:
-        for event in self.stream(question, history):
+    def ask(self, question: str, history: Sequence[Turn] | None = None, *, k: int | None = None) -> Answer:
+        for event in self.stream(question, history, k=k):
             if isinstance(event, Answer):
                 return event
         raise RuntimeError("the chain produced no answer")  # pragma: no cover - chain invariant
+
+    def retrieve(
+        self, question: str, history: Sequence[Turn] | None = None, *, k: int | None = None
+    ) -> TurnState:
+        """The turn as the chain would answer it (standalone question, ranking), unanswered."""
+        if self.retrieval is None:
+            raise RuntimeError("this assistant was built without its retrieval steps")
+        return self.retrieval.invoke({"question": question, "history": list(history or []), "k": k})
 
 
 @dataclass
@@ -256,5 +274,6 @@ def open_assistant(
         verifier=verifier,
         fallback=extractive if settings.fallback_to_extractive and answerer.name != "extractive" else None,
     )
+    retrieval = build_retrieval(retriever=retriever, settings=settings, condense=condense)
     status = {"documents": index.documents, "chunks": index.chunks, "answerer": answerer.name}
-    return Assistant(chain, status=status)
+    return Assistant(chain, retrieval=retrieval, status=status)

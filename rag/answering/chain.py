@@ -7,7 +7,8 @@ Front ends do not call it directly: ``Assistant`` (``rag.answering.assistant``) 
         ...   # Delta pieces of text, then one Answer
 
 Each step is a named function of a ``TurnState`` (the turn as it goes through the chain) and the
-collaborators it needs, so each can be read, and tested, on its own.
+collaborators it needs, so each can be read, and tested, on its own. ``build_retrieval`` is the
+chain's first two steps alone: the eval ranks through it when it does not answer.
 """
 
 from __future__ import annotations
@@ -39,14 +40,20 @@ class Retriever(Protocol):
 
 @dataclass
 class TurnState:
-    """One turn on its way through the chain; each step fills in its part."""
+    """One turn on its way through the chain; each step fills in its part.
+
+    ``passages`` is the turn's ranking, ``depth`` deep when a depth was asked (the eval asks 10);
+    ``shown`` its first ``top_k``, the passages the answerer is given.
+    """
 
     question: str
     history: list[Turn]
     standalone: str
     started: float
     condensed: float  # perf_counter() readings, for Answer.timings_ms
+    depth: int | None = None
     passages: list[Passage] = field(default_factory=list)
+    shown: list[Passage] = field(default_factory=list)
     followup: bool = False
     retrieved: float = 0.0
 
@@ -57,15 +64,16 @@ def turn_passages(
     standalone: str,
     history: Sequence[Turn],
     settings: Settings,
-    k: int | None = None,
+    depth: int | None = None,
 ) -> tuple[list[Passage], bool]:
     """The passages for one turn, best first, and whether the turn is a follow-up.
 
-    The first ``top_k`` are what the answerer is given. Asked for more (``k``: the eval scores the
-    top 10), the standalone question's next passages follow them, so the eval measures what users get.
+    The first ``top_k`` are what the answerer is given. Asked for more (``depth``: the eval scores
+    the top 10), the standalone question's next passages follow them, so the eval measures what
+    users get.
     """
     top_k = settings.top_k
-    depth = max(k or top_k, top_k)
+    depth = max(depth or top_k, top_k)
     ranked = retriever.retrieve(standalone, top_k, depth=depth)
     previous = [t["content"] for t in history if t["role"] == "user"]
     if not previous or standalone == question:
@@ -86,19 +94,26 @@ def turn_passages(
 
 
 def prepare(inputs: Mapping[str, Any], *, settings: Settings, condense: Condenser) -> TurnState:
-    """Check the question, clean the history, and condense a follow-up into a standalone question."""
+    """Check the question, clean the history, and condense a follow-up into a standalone question.
+
+    ``inputs``: ``question``, optional ``history`` and ``k`` (how deep to rank, at least top_k).
+    """
     started = time.perf_counter()
     question = check_question(inputs.get("question", ""), settings.max_question_chars)
     history = clean_history(inputs.get("history"), settings.max_history_turns)
+    depth = inputs.get("k")
+    if depth is not None and (not isinstance(depth, int) or isinstance(depth, bool) or depth < 1):
+        raise ValueError(f"k must be a positive whole number, not {depth!r}")
     standalone = condense(question, history) if settings.condense and history else question
-    return TurnState(question, history, standalone, started, time.perf_counter())
+    return TurnState(question, history, standalone, started, time.perf_counter(), depth=depth)
 
 
 def retrieve(state: TurnState, *, retriever: Retriever, settings: Settings) -> TurnState:
-    """Rank the passages of the turn (``turn_passages``)."""
+    """Rank the passages of the turn (``turn_passages``); the first ``top_k`` are shown."""
     state.passages, state.followup = turn_passages(
-        retriever, state.question, state.standalone, state.history, settings
+        retriever, state.question, state.standalone, state.history, settings, depth=state.depth
     )
+    state.shown = state.passages[: settings.top_k]
     state.retrieved = time.perf_counter()
     return state
 
@@ -116,7 +131,7 @@ def answer(
     Below the relevance threshold the answer is the refusal. ``fallback`` answers when
     ``answerer`` fails or none of its sentences holds up.
     """
-    passages = state.passages
+    passages = state.shown
     refusal = prompts.refusal()
     best = max((p.similarity for p in passages), default=-1.0)
     mode = answerer.name
@@ -172,14 +187,14 @@ def answer(
 def cite(state: TurnState, text: str, mode: str, *, verify: Verifier, settings: Settings) -> Answer:
     """The ``Answer`` for ``text``: markers that point nowhere dropped, every sentence checked
     against the passages it cites, and each cited passage's best quote."""
-    passages = state.passages
+    passages = state.shown
     refusal = prompts.refusal()
     base = Answer(
         question=state.question,
         answer=text,
         refused=False,
         citations=[],
-        retrieved=passages,
+        retrieved=state.passages,
         mode=mode,
         standalone_question=state.standalone,
     )
@@ -232,6 +247,18 @@ def _each(
         yield from step(state)
 
 
+def build_retrieval(
+    *, retriever: Retriever, settings: Settings, condense: Condenser | None = None
+) -> Runnable[dict[str, Any], TurnState]:
+    """The chain's first two steps: condense then retrieve. Input as ``build_chain``'s; output the
+    ``TurnState`` the answer step would be given."""
+    condense_step = RunnableLambda(
+        partial(prepare, settings=settings, condense=condense or heuristic_condense)
+    )
+    retrieve_step = RunnableLambda(partial(retrieve, retriever=retriever, settings=settings))
+    return condense_step.with_config(run_name="condense") | retrieve_step.with_config(run_name="retrieve")
+
+
 def build_chain(
     *,
     retriever: Retriever,
@@ -241,22 +268,16 @@ def build_chain(
     verifier: Verifier | None = None,
     fallback: Answerer | None = None,
 ) -> Runnable[dict[str, Any], Delta | Answer]:
-    """Build the LCEL chain. Input: ``{"question": str, "history": [...]}``.
+    """Build the LCEL chain. Input: ``{"question": str, "history": [...], "k": int | None}``.
 
     Streaming the chain yields ``Delta`` items then one ``Answer``. ``condense`` makes follow-ups
     standalone (default: ``heuristic_condense``); ``verifier`` judges claims (default: exact
     matching); ``fallback`` answers when ``answerer`` fails or produces no supported sentence
-    (the extractive answerer, typically).
+    (the extractive answerer, typically). ``k``, when given, ranks that deep: the answerer still
+    sees the first ``top_k`` and ``Answer.retrieved`` holds the whole ranking.
     """
-    answer_step = partial(
+    answer_one = partial(
         answer, answerer=answerer, fallback=fallback, verify=verifier or verify_by_match, settings=settings
     )
-    return (
-        RunnableLambda(
-            partial(prepare, settings=settings, condense=condense or heuristic_condense)
-        ).with_config(run_name="condense")
-        | RunnableLambda(partial(retrieve, retriever=retriever, settings=settings)).with_config(
-            run_name="retrieve"
-        )
-        | RunnableGenerator(partial(_each, answer_step)).with_config(run_name="answer_and_cite")
-    )
+    answer_step = RunnableGenerator(partial(_each, answer_one)).with_config(run_name="answer_and_cite")
+    return build_retrieval(retriever=retriever, settings=settings, condense=condense) | answer_step

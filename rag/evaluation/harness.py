@@ -6,12 +6,10 @@
     rows = evaluate(load_questions(Path("evals/golden.jsonl")), pipeline)
     aggregate(rows)["overall"]["correctness.correct"]
 
-Each question is answered with ``Assistant.ask`` (the JSON ``rag ask --json`` prints) and then
-ranked once more, ``k = max(KS)`` (10) deep, the way the chain ranks a turn (``turn_passages``:
-the same standalone question, follow-ups also searched in the conversation's documents). The
-assistant only sees ``settings.top_k`` passages; the deeper ranking is what recall@10 needs, and
-its first ``top_k`` are the passages the answer saw (``ranking_mismatch`` in the results says
-when they are not).
+Each question is answered with ``Assistant.ask(..., k=10)`` (the JSON ``rag ask --json`` prints):
+the chain ranks ``max(KS)`` (10) passages deep, as recall@10 needs, and answers from the first
+``top_k`` of that same ranking, which ``Answer.retrieved`` returns whole. Retrieval-only runs
+take the ranking from ``Assistant.retrieve``, the chain's own condense and retrieve steps.
 """
 
 from __future__ import annotations
@@ -38,9 +36,6 @@ from rag.answering import (
     refresh_index,
     verify_by_match,
 )
-from rag.answering.chain import Retriever, turn_passages
-from rag.answering.condense import heuristic_condense
-from rag.answering.questions import clean_history
 from rag.config import Settings
 from rag.evaluation.metrics import KS, ExactJudge, Judge, VerifierJudge, aggregate, score
 
@@ -161,16 +156,25 @@ def read_corpus(folder: Path) -> dict[str, str]:
 
 @dataclass
 class Pipeline:
-    """What one eval run exercises: the answering API, the retriever behind it, and the judge of
-    generated sentences (extractive sentences are always judged exactly)."""
+    """What one eval run exercises: the answering API and the judge of generated sentences
+    (extractive sentences are always judged exactly). With ``answers`` False the questions are
+    only ranked, by the assistant's own condense and retrieve steps."""
 
     name: str
-    assistant: Assistant | None  # None: retrieval only
-    retriever: Retriever
+    assistant: Assistant
     judge: Judge
-    settings: Settings  # the chain's: top_k and follow-up handling, for the rankings scored
     model: str = ""
-    condense: Callable[[str, Sequence[dict[str, str]]], str] = heuristic_condense
+    answers: bool = True
+
+
+def _ranking(passages: Sequence[Mapping[str, Any]] | Sequence[Passage]) -> list[dict[str, Any]]:
+    """Ranked passages as the metrics read them: source, chunk id, score, text."""
+    return [
+        dict(p)
+        if isinstance(p, Mapping)
+        else {"source": p.source, "chunk_id": p.chunk_id, "score": round(p.similarity, 4), "text": p.text}
+        for p in passages
+    ]
 
 
 def evaluate(
@@ -180,60 +184,69 @@ def evaluate(
     ks: Sequence[int] = KS,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Answer and score every item; one result row per item (see ``evals/README.md``)."""
+    """Answer and score every item; one result row per item (see ``evals/README.md``).
+
+    The ranking scored is the one the answer came from: the chain is asked to rank ``max(ks)``
+    (10) deep, answers from the first ``top_k`` and returns the whole ranking in
+    ``Answer.retrieved``. Nothing ranks a second time beside it.
+    """
     exact = ExactJudge()
     rows: list[dict[str, Any]] = []
     depth = max(ks)
+    assistant = pipeline.assistant
     for done, item in enumerate(items, start=1):
-        history = list(item.get("history") or [])
-        turns = clean_history(history, pipeline.settings.max_history_turns)
+        question, history = item["question"], list(item.get("history") or [])
         answer: dict[str, Any] | None = None
         error = None
         started = time.perf_counter()
-        if pipeline.assistant is not None:
+        if pipeline.answers:
             try:
-                answer = pipeline.assistant.ask(item["question"], history).to_dict()
+                answer = assistant.ask(question, history, k=depth).to_dict()
+                ranking = _ranking(answer["retrieved"])
+                standalone = answer.get("standalone_question") or question
             except Exception as exc:  # noqa: BLE001 - one failing question is a result, not a crash
                 error = f"{type(exc).__name__}: {exc}"
                 answer = {"answer": "", "refused": False, "citations": [], "retrieved": [], "mode": "error"}
-            standalone = answer.get("standalone_question") or item["question"]
+                ranking, standalone = _ranking_of_failed(assistant, question, history, depth)
         else:
-            standalone = pipeline.condense(item["question"], turns) if turns else item["question"]
-        # Ranked as the chain ranks this turn (follow-ups also searched in the conversation's
-        # documents), so the first top_k are the passages the answer was given.
-        passages, _ = turn_passages(
-            pipeline.retriever, item["question"], standalone, turns, pipeline.settings, k=depth
-        )
+            turn = assistant.retrieve(question, history, k=depth)
+            ranking, standalone = _ranking(turn.passages), turn.standalone
         retrieve_ms = (time.perf_counter() - started) * 1000
-        ranking = [
-            {"source": p.source, "chunk_id": p.chunk_id, "score": round(p.similarity, 4), "text": p.text}
-            for p in passages
-        ]
         judge = exact if answer is None or answer.get("mode") in ("extractive", "error") else pipeline.judge
         metrics = score(item, answer, ranking, judge, ks)
         if answer is None:
             metrics["latency.retrieve_ms"] = retrieve_ms
-        row: dict[str, Any] = {
-            "id": item["id"],
-            "type": item["type"],
-            "answerer": pipeline.name,
-            "question": item["question"],
-            "history": history,
-            "reference": item.get("answer", ""),
-            "standalone_question": standalone,
-            "judge": judge.name if answer is not None else None,
-            "metrics": metrics,
-            "answer": answer,
-            "ranking": [{k: v for k, v in r.items() if k != "text"} for r in ranking],
-            "error": error,
-        }
-        if answer is not None and not error:
-            seen = [r["chunk_id"] for r in answer.get("retrieved") or []]
-            row["ranking_mismatch"] = seen != [r["chunk_id"] for r in ranking[: len(seen)]]
-        rows.append(row)
+        rows.append(
+            {
+                "id": item["id"],
+                "type": item["type"],
+                "answerer": pipeline.name,
+                "question": question,
+                "history": history,
+                "reference": item.get("answer", ""),
+                "standalone_question": standalone,
+                "judge": judge.name if answer is not None else None,
+                "metrics": metrics,
+                "answer": answer,
+                "ranking": [{k: v for k, v in r.items() if k != "text"} for r in ranking],
+                "error": error,
+            }
+        )
         if progress:
             progress(done, len(items))
     return rows
+
+
+def _ranking_of_failed(
+    assistant: Assistant, question: str, history: list[dict[str, Any]], depth: int
+) -> tuple[list[dict[str, Any]], str]:
+    """The ranking of a question whose answer failed (the answerer, not retrieval, may be at
+    fault); empty when ranking fails too."""
+    try:
+        turn = assistant.retrieve(question, history, k=depth)
+    except Exception:  # noqa: BLE001 - the question's error is already recorded
+        return [], question
+    return _ranking(turn.passages), turn.standalone
 
 
 # --- building the pipelines the CLI runs -----------------------------------------------------
@@ -313,14 +326,10 @@ def build_pipeline(
     settings: Settings, name: str, embeddings: Embeddings, *, judge: str = "auto"
 ) -> Pipeline:
     """The real pipeline for one answerer name (or ``retrieval-only``) over the built index."""
-    from rag.answering.assistant import open_index
-
-    index = open_index(settings, embeddings)
-    retriever = index.retriever(embeddings, settings)
     if name == RETRIEVAL_ONLY:
-        # Condense follow-ups as the chain would, unless the settings turn condensing off.
-        condense = heuristic_condense if settings.condense else (lambda question, history: question)
-        return Pipeline(name, None, retriever, ExactJudge(), settings, model="", condense=condense)
+        # Ranked as the extractive assistant ranks: follow-ups condensed without a model.
+        assistant = open_assistant(answerer_settings(settings, "extractive"), embeddings=embeddings)
+        return Pipeline(name, assistant, ExactJudge(), model="", answers=False)
     variant = answerer_settings(settings, name)
     assistant = open_assistant(variant, embeddings=embeddings)
     model = {
@@ -330,7 +339,7 @@ def build_pipeline(
     }[variant.answerer]
     # Extractive answers are always judged exactly; only generated answers need a judge model.
     judged = ExactJudge() if variant.answerer == "extractive" else build_judge(variant, judge)
-    return Pipeline(name, assistant, retriever, judged, variant, model=model)
+    return Pipeline(name, assistant, judged, model=model)
 
 
 def run_cli(
@@ -390,7 +399,7 @@ def run_cli(
     for name in names:
         pipeline = make(settings, name, embeddings())
         if retrieval_only:
-            pipeline = replace(pipeline, assistant=None)
+            pipeline = replace(pipeline, answers=False)
         started = time.perf_counter()
         with _progress_bar(f"eval {name}", len(items)) as update:
             rows = evaluate(items, pipeline, progress=update)
@@ -399,9 +408,8 @@ def run_cli(
         judges = sorted({r["judge"] for r in rows if r["judge"]})
         runs[name] = {
             "model": pipeline.model,
-            "judge": {"generated": pipeline.judge.name if pipeline.assistant else None, "used": judges},
+            "judge": {"generated": pipeline.judge.name if pipeline.answers else None, "used": judges},
             "seconds": round(seconds, 1),
-            "ranking_mismatches": sum(1 for r in rows if r.get("ranking_mismatch")),
             **aggregate(rows),
         }
         say(f"{name}: {len(rows)} questions in {seconds:.0f} s")

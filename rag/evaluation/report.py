@@ -186,8 +186,7 @@ def markdown(report: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]) -> st
             f"- model: {run.get('model') or '–'}",
             f"- faithfulness judge: {', '.join(judge.get('used') or []) or '–'}"
             + (f" (generated sentences: {judge['generated']})" if judge.get("generated") else ""),
-            f"- run time: {run.get('seconds', 0):.0f} s; retrieval rankings differing from the answer's"
-            f" passages: {run.get('ranking_mismatches', 0)}",
+            f"- run time: {run.get('seconds', 0):.0f} s",
             "",
             table(run),
             "",
