@@ -305,6 +305,7 @@ def test_a_failing_question_is_a_result_not_a_crash(settings: Settings) -> None:
         ("thresholds.json", "baseline"),
         ("thresholds-heldout.json", "baseline-heldout"),
         ("thresholds-blind.json", "baseline-blind"),
+        ("thresholds-fresh.json", "baseline-fresh"),
     ],
 )
 def test_the_committed_thresholds_sit_under_the_committed_baseline(thresholds: str, baseline: str) -> None:

@@ -18,7 +18,12 @@ from rag.evaluation.harness import ARTICLE, FIELDS, golden_problems
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "evals" / "golden.jsonl"
 HELDOUT = REPO / "evals" / "heldout.jsonl"
-QUESTION_FILES = {"golden": GOLDEN, "heldout": HELDOUT, "blind": REPO / "evals" / "blind.jsonl"}
+QUESTION_FILES = {
+    "golden": GOLDEN,
+    "heldout": HELDOUT,
+    "blind": REPO / "evals" / "blind.jsonl",
+    "fresh": REPO / "evals" / "fresh.jsonl",
+}
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
     "article": (0.22, 0.38),
