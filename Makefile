@@ -10,7 +10,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run install install-dev apt-test index test unit lint eval bench llm models test-llm image-smoke clean
+.PHONY: run install install-dev install-bench apt-test index test unit lint eval bench llm models test-llm image-smoke clean
 
 run: index
 	$(BIN)/python app.py
@@ -27,8 +27,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@ $(VENV)/.installed
 
+# bench/'s peer pipeline (the LangChain tutorial) needs langchain-chroma and langchain-community.
+$(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-dev
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+install-bench: $(VENV)/.installed-bench
 
 # Debian's Chromium drives the browser tests (playwright's own browser download cannot work offline).
 apt-test:
@@ -57,7 +63,7 @@ test: install-dev apt-test lint test-llm
 eval: install-dev
 	$(RAG) eval --out evals/out
 
-bench: install-dev
+bench: install-bench
 	$(BIN)/python bench/run.py
 
 # llama-cpp-python has no wheel on PyPI: pip compiles it (about 5 min on 2 cores; pip caches the

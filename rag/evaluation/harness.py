@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -473,11 +473,3 @@ def _progress_bar(label: str, total: int) -> Iterator[Callable[[int, int], None]
 
 def _echo(text: str) -> None:
     print(text, flush=True)
-
-
-def iter_results(path: Path) -> Iterable[dict[str, Any]]:
-    """Rows of a ``results.jsonl`` written by an earlier run."""
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            if line.strip():
-                yield json.loads(line)
