@@ -50,11 +50,13 @@ lint: install-dev
 	$(BIN)/mypy rag
 	$(BIN)/hadolint Dockerfile
 
+# The fast unit tests (plain `pytest`: not integration, not slow).
 unit: install-dev
-	$(BIN)/python -m pytest -m "not integration"
-
-test: install-dev apt-test lint test-llm
 	$(BIN)/python -m pytest
+
+# Every test, whatever its markers; a missing optional extra (llama-cpp-python) fails, not skips.
+test: install-dev apt-test lint test-llm
+	RAG_REQUIRE_EXTRAS=1 $(BIN)/python -m pytest -m "integration or slow or not (integration or slow)"
 	$(RAG) eval --gate evals/thresholds.json --out .rag/eval-ci
 	$(RAG) eval --gate evals/thresholds-heldout.json --questions evals/heldout.jsonl --out .rag/eval-ci-heldout
 	$(RAG) eval --gate evals/thresholds-blind.json --questions evals/blind.jsonl --out .rag/eval-ci-blind

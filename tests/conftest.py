@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,25 @@ REPO = Path(__file__).resolve().parent.parent
 # The real embedding model converted to OpenVINO once for the whole session (the default folder of
 # the checkout's own .rag), so app processes and CLI runs over test indexes do not convert again.
 SHARED_MODELS = REPO / ".rag" / "models"
+
+
+# `make test` sets RAG_REQUIRE_EXTRAS=1: there a missing optional extra (llama-cpp-python and its
+# model) fails the tests that need it; elsewhere they are skipped, with the reason.
+REQUIRE_EXTRAS = os.environ.get("RAG_REQUIRE_EXTRAS") == "1"
+
+
+def require_extra(available: bool, reason: str) -> None:
+    """Skip the calling test when an optional extra is missing, or fail it under
+    ``RAG_REQUIRE_EXTRAS=1``; ``reason`` says what is missing and how to install it."""
+    if available:
+        return
+    if REQUIRE_EXTRAS:
+        pytest.fail(f"{reason} (RAG_REQUIRE_EXTRAS=1: optional extras are required)")
+    pytest.skip(reason)
+
+
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
 
 
 def stop_process(process: subprocess.Popen[Any], timeout_s: float = 20) -> None:

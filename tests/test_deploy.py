@@ -176,6 +176,7 @@ SMALL_CORPUS = (
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # builds a virtualenv from scratch
 def test_image_build_and_start_steps_outside_docker(tmp_path: Path) -> None:
     _, (build, final) = stages()
     build_root, final_root, venv = tmp_path / "build" / "app", tmp_path / "final" / "app", tmp_path / "venv"

@@ -19,7 +19,7 @@ from rag.config import Settings
 from rag.index.ingest import ingest
 from tests.conftest import REPO, stop_process
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUESTIONS = [
     "What policy does the author call an immense failure?",

@@ -1,12 +1,12 @@
 """The real Qwen2.5-Coder 0.5B model through llama-cpp-python, over the bundled corpus.
 
 `make test` installs both first (`make test-llm`: llama-cpp-python built for this CPU, and the
-0.5B GGUF in .rag/models, verified). Missing either is a failure, not a skip: CI must run these.
+0.5B GGUF in .rag/models, verified) and sets RAG_REQUIRE_EXTRAS=1, under which missing either is a
+failure: CI must run these. Elsewhere they are skipped, with the reason.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -14,8 +14,9 @@ import pytest
 from rag.answering import Answer, Delta, prompts
 from rag.answering.llm_files import MODELS, ModelVerificationError, checked_model_path, verify_file
 from rag.config import Settings
+from tests.conftest import installed, require_extra
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # the local LLM on CPU
 
 REPO = Path(__file__).resolve().parent.parent
 SPEC = MODELS["0.5b"]
@@ -25,10 +26,8 @@ COASTLINE = "How long is North Korea's coastline?"
 
 @pytest.fixture(scope="module")
 def model_file() -> Path:
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.fail("llama-cpp-python is not installed: run `make test-llm`")
-    if not MODEL.is_file():
-        pytest.fail(f"{MODEL} is missing: run `make test-llm`")
+    require_extra(installed("llama_cpp"), "llama-cpp-python (the llm extra) is missing: run `make test-llm`")
+    require_extra(MODEL.is_file(), f"{MODEL} is missing: run `make test-llm`")
     return MODEL
 
 

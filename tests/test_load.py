@@ -22,6 +22,8 @@ from rag.config import Settings
 from tests.conftest import REPO
 from tests.test_web_browser import App, start_app_on_copy
 
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # 16 users against the real app
+
 USERS = 16
 QUESTIONS_PER_USER = 10
 
@@ -42,7 +44,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-@pytest.mark.integration
 def test_16_concurrent_users_ask_10_questions_each_without_errors(load_app: App) -> None:
     from gradio_client import Client
 

@@ -213,6 +213,7 @@ def kill_mid_ingest_then_complete(settings: Settings, embeddings: Any, fake_mode
     check_index_complete(settings)
 
 
+@pytest.mark.slow
 def test_ingest_killed_mid_embedding_is_completed_by_the_next_run(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     generated_corpus(settings.corpus_dir, files=60)
@@ -220,6 +221,7 @@ def test_ingest_killed_mid_embedding_is_completed_by_the_next_run(tmp_path: Path
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_real_model_ingest_killed_mid_embedding_is_completed(tmp_path: Path, real_embeddings: Any) -> None:
     settings = make_settings(tmp_path, min_relevance=0.25)
     # 960 chunks, four batches: OpenVINO embeds a batch in about a second, so the kill lands while
@@ -228,6 +230,7 @@ def test_real_model_ingest_killed_mid_embedding_is_completed(tmp_path: Path, rea
     kill_mid_ingest_then_complete(settings, real_embeddings, fake_model=False)
 
 
+@pytest.mark.slow
 def test_second_ingest_at_once_gets_a_clear_message_and_the_index_stays_intact(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     generated_corpus(settings.corpus_dir, files=60)
@@ -311,6 +314,7 @@ def slack_event(text: str, ts: str, user: str = "U1") -> dict[str, Any]:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_chroma_server_down_at_start_and_per_request_then_recovers(tmp_path: Path) -> None:
     from rag.slack.bot import SlackBot
     from rag.web.app import WebChat, assistant_or_problem
@@ -414,6 +418,7 @@ def test_backend_errors_fall_back_with_a_note(settings: Settings) -> None:
     assert answer.note and "503" in answer.note
 
 
+@pytest.mark.slow
 def test_cli_reports_a_down_backend_without_a_traceback(tmp_path: Path) -> None:
     """`rag ask` with the fallback off: the backend's failure is one line on stderr."""
     settings = make_settings(tmp_path)

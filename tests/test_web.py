@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import logging
 import re
 from collections.abc import Iterator, Sequence
@@ -49,12 +47,6 @@ def last(views: Iterator[View]) -> View:
 
 
 # -- rendering --------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["rag.web.render", "rag.ratelimit"])
-def test_docstring_examples(name: str) -> None:
-    result = doctest.testmod(importlib.import_module(name))
-    assert result.attempted > 0 and result.failed == 0
 
 
 def unescaped_markup(markdown: str) -> list[str]:

@@ -27,7 +27,7 @@ from rag.config import Settings
 from rag.feedback import read_feedback
 from tests.conftest import REPO, SHARED_MODELS, stop_process
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # Chromium
 
 ARTIFACTS = REPO / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
