@@ -1,6 +1,7 @@
 """The answering layer and the one API front ends use (web chat, Slack, CLI, evals).
 
-Front ends import from here and from ``rag.config`` only::
+Front ends import from here, ``rag.config`` and ``rag.runtime`` (plus the shared front-end helpers
+``rag.feedback`` and ``rag.ratelimit``); ``tests/test_layers.py`` checks it::
 
     from rag.answering import IndexProblem, open_assistant
 
@@ -10,8 +11,8 @@ Front ends import from here and from ``rag.config`` only::
 
 Inside: ``assistant`` (wiring, ``open_assistant``), ``chain`` (condense -> retrieve -> answer ->
 cite), ``types``, ``questions``, ``condense``, ``verification``, ``citations``, the answerers
-(``extractive``, ``chat_model``, ``llamacpp``), ``llm_files`` (installing the local model) and
-``prompts``.
+(``extractive``, ``chat_model``, ``llamacpp``, and ``judged``: the local model judging the
+extractive quotes), ``llm_files`` (installing the local model) and ``prompts``.
 """
 
 from rag.answering.assistant import Assistant, index_status, open_assistant, refresh_index, update_index
