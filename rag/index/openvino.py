@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from openvino import CompiledModel
 
 IR_NAME = "encoder.xml"
+# Every text is padded to a multiple of this many tokens (see ``OpenVINOEmbeddings._width``).
+PAD_MULTIPLE = 32
 log = logging.getLogger(__name__)
 
 
@@ -149,8 +152,7 @@ class OpenVINOEmbeddings(Embeddings):
                 errors.append(exc)
 
         queue.set_callback(done)
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in self._batches(order, [self._width(len(row)) for row in ids]):
             queue.start_async(self._feed([ids[i] for i in rows]), rows)
         queue.wait_all()
         if errors:
@@ -173,8 +175,29 @@ class OpenVINOEmbeddings(Embeddings):
 
     # --- internals -----------------------------------------------------------------------------
 
+    def _width(self, tokens: int) -> int:
+        """The padded length a text of ``tokens`` tokens is always run at, alone or in a batch.
+
+        In bf16 a text's vector depends on how far its batch was padded (up to 4e-4 per
+        dimension here), not on the other rows: padding every text to the same bucket makes its
+        vector the same in any batch, in a query, in a fresh index or an updated one.
+        """
+        bucket = -(-max(1, tokens) // PAD_MULTIPLE) * PAD_MULTIPLE
+        return min(bucket, max(tokens, self.layout.max_length))
+
+    def _batches(self, order: list[int], widths: list[int]) -> Iterator[list[int]]:
+        """``order`` cut into batches of at most ``batch_size`` rows that share one padded width."""
+        batch: list[int] = []
+        for i in order:
+            if batch and (len(batch) == self.batch_size or widths[i] != widths[batch[0]]):
+                yield batch
+                batch = []
+            batch.append(i)
+        if batch:
+            yield batch
+
     def _feed(self, batch: list[list[int]]) -> dict[str, np.ndarray]:
-        width = max(1, max(len(row) for row in batch))
+        width = self._width(max(len(row) for row in batch))
         input_ids = np.zeros((len(batch), width), dtype=np.int64)
         mask = np.zeros_like(input_ids)
         for r, row in enumerate(batch):
