@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
 
+def quoted(picked: Sequence[tuple[int, str]]) -> Iterator[str]:
+    """The answer text of ``(passage number, sentence)`` picks: each sentence with its ``[n]``."""
+    for i, (n, sentence) in enumerate(picked):
+        yield ("" if i == 0 else " ") + f"{sentence} [{n}]"
+
+
 class ExtractiveAnswerer:
     """Answers with the passage sentences closest to the question, each with its ``[n]``.
 
@@ -42,8 +48,7 @@ class ExtractiveAnswerer:
         if not picked:
             yield prompts.refusal()
             return
-        for i, (n, sentence) in enumerate(picked):
-            yield ("" if i == 0 else " ") + f"{sentence} [{n}]"
+        yield from quoted(picked)
 
     def select(self, question: str, passages: Sequence[Passage]) -> list[tuple[int, str]]:
         """The ``(passage number, sentence)`` pairs of the answer; empty means refuse."""

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rag.answering import prompts
-from rag.answering.extractive import ExtractiveAnswerer
+from rag.answering.extractive import ExtractiveAnswerer, quoted
 from rag.answering.types import Turn
 from rag.config import Settings
 from rag.retrieval import Passage
@@ -105,8 +105,7 @@ class JudgedAnswerer:
         if not picked or self.margin(question, [s for _, s in picked], history) < self.min_margin:
             yield prompts.refusal()
             return
-        for i, (n, sentence) in enumerate(picked):
-            yield ("" if i == 0 else " ") + f"{sentence} [{n}]"
+        yield from quoted(picked)
 
     def margin(self, question: str, sentences: Sequence[str], history: Sequence[Turn]) -> float:
         """How much likelier the model finds "yes, these sentences state the answer" than "no"."""
