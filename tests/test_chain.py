@@ -281,7 +281,7 @@ def test_extractive_never_quotes_a_sentence_twice_from_overlapping_chunks() -> N
     candidates, _ = ExtractiveAnswerer(HashingEmbeddings())._score(
         "When did KEDO halt the reactor project?", [first, second]
     )
-    offered = [shown for _, shown, _ in candidates]
+    offered = [c.shown for c in candidates]
     assert shared in offered
     assert shared[6:] not in offered
     assert any(o.endswith("Construction had reached about a third.") for o in offered)
@@ -302,3 +302,32 @@ def test_extractive_quotes_the_sentence_a_pronoun_refers_back_to() -> None:
     quoted = [sentence for _, sentence in picked]
     assert quoted[-1].startswith("It froze")
     assert quoted[0] == "The Agreed Framework was signed in Geneva in October 1994."
+
+
+class _PronounFirst:
+    """Embeddings under which the sentence opening with "It" is the closest to any question and
+    the sentence before it a close second."""
+
+    def embed_documents(self, texts: list[str]) -> list[list[float]]:
+        return [[1.0, 0.0] if "It froze" in t else [0.9, 0.436] for t in texts]
+
+    def embed_query(self, text: str) -> list[float]:
+        return [1.0, 0.0]
+
+
+def test_extractive_never_quotes_the_sentence_a_pronoun_refers_to_twice() -> None:
+    from rag.answering.extractive import ExtractiveAnswerer
+
+    passage = _passage(
+        "The Agreed Framework was signed in Geneva in October 1994. It froze the plutonium"
+        " reactor at Yongbyon in exchange for fuel oil.",
+        "c1",
+    )
+    picked = ExtractiveAnswerer(_PronounFirst(), min_score=-1.0, max_sentences=2).select(  # type: ignore[arg-type]
+        "What happened next?", [passage]
+    )
+    quoted = [sentence for _, sentence in picked]
+    assert quoted == [
+        "The Agreed Framework was signed in Geneva in October 1994.",
+        "It froze the plutonium reactor at Yongbyon in exchange for fuel oil.",
+    ]

@@ -6,10 +6,9 @@ It needs no LLM: every sentence of its answer is quoted from a passage, with tha
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -20,6 +19,20 @@ from rag.text import CARD_SECTION, content_tokens, quote_key, split_sentences
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+
+
+BACK_REFERENCE = re.compile(
+    r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
+)
+
+
+class Candidate(NamedTuple):
+    """A sentence the extractive answerer may quote."""
+
+    n: int  # its passage's number
+    shown: str  # as quoted (a bare list item gets its heading)
+    context: str  # as embedded and matched: with its section path
+    before: str | None  # the sentence before it, when it opens by referring back to it
 
 
 def quoted(picked: Sequence[tuple[int, str]]) -> Iterator[str]:
@@ -60,16 +73,20 @@ class ExtractiveAnswerer:
         if best < self.min_score:
             return []
         picked: list[tuple[int, str]] = []
+
+        def new(text: str) -> bool:
+            return all(text not in shown and shown not in text for _, shown in picked)
+
         for count, idx in enumerate(order[: self.max_sentences * 3]):
             if count >= self.max_sentences or scores[idx] < best * 0.85:
                 break
-            n, sentence, _ = candidates[int(idx)]
-            before = _antecedent(sentence, passages[n - 1].text)
+            c = candidates[int(idx)]
             # "It was halted in 2006." says nothing without the sentence that names "it"; that
             # sentence comes with it, on top of the picks.
-            if before and all(before not in shown for _, shown in picked):
-                picked.append((n, before))
-            picked.append((n, sentence))
+            if c.before and new(c.before):
+                picked.append((c.n, c.before))
+            if new(c.shown):
+                picked.append((c.n, c.shown))
         return picked
 
     def best_score(self, question: str, passages: Sequence[Passage]) -> float:
@@ -77,17 +94,16 @@ class ExtractiveAnswerer:
         _, scores = self._score(question, passages)
         return float(scores.max()) if len(scores) else -1.0
 
-    def _score(
-        self, question: str, passages: Sequence[Passage]
-    ) -> tuple[list[tuple[int, str, str]], np.ndarray]:
-        candidates: list[tuple[int, str, str]] = []
+    def _score(self, question: str, passages: Sequence[Passage]) -> tuple[list[Candidate], np.ndarray]:
+        candidates: list[Candidate] = []
         seen: list[str] = []
         for n, p in enumerate(passages, start=1):
             # The section path (not the title, which would pull every sentence of a document
             # toward the same topic) tells a sentence what it is about.
             context = p.section
             label = p.section.rsplit(" > ", 1)[-1] if p.section != CARD_SECTION else ""
-            for sentence in split_sentences(p.text):
+            sentences = split_sentences(p.text)
+            for i, sentence in enumerate(sentences):
                 key = quote_key(sentence)
                 # Overlapping chunks cut the same sentence at different points: a sentence
                 # already offered whole (or in part) is not offered again.
@@ -98,36 +114,28 @@ class ExtractiveAnswerer:
                 # A bare list item ("- total: 1,607 km") means nothing without its heading.
                 if label and (sentence[:1] in "-*•" or len(content_tokens(shown)) < 5):
                     shown = f"{label}: {shown}"
-                candidates.append((n, shown, f"{context}: {sentence}" if context else sentence))
+                before = sentences[i - 1] if i and BACK_REFERENCE.match(shown) else None
+                candidates.append(
+                    Candidate(
+                        n,
+                        shown,
+                        f"{context}: {sentence}" if context else sentence,
+                        before if before and len(content_tokens(before)) >= 2 else None,
+                    )
+                )
         if not candidates:
             return [], np.zeros(0)
-        vectors = np.asarray(self.embeddings.embed_documents([c[2] for c in candidates]), dtype=np.float32)
+        texts = [c.context for c in candidates]
+        vectors = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
         qvec = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         dense = vectors @ qvec / (np.linalg.norm(vectors, axis=1) * (np.linalg.norm(qvec) or 1.0) + 1e-9)
         q_tokens = set(content_tokens(question))
         lexical = np.array(
             [
-                len(q_tokens & set(content_tokens(c[2]))) / len(q_tokens) if q_tokens else 0.0
+                len(q_tokens & set(content_tokens(c.context))) / len(q_tokens) if q_tokens else 0.0
                 for c in candidates
             ]
         )
         # Earlier passages were ranked higher by retrieval; a small prior keeps ties in that order.
-        rank_prior = np.array([0.02 * (len(passages) - c[0]) / max(len(passages), 1) for c in candidates])
+        rank_prior = np.array([0.02 * (len(passages) - c.n) / max(len(passages), 1) for c in candidates])
         return candidates, 0.7 * dense + 0.3 * lexical + rank_prior
-
-
-BACK_REFERENCE = re.compile(
-    r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
-)
-
-
-def _antecedent(sentence: str, passage: str) -> str | None:
-    """The sentence before ``sentence`` in ``passage`` when ``sentence`` opens by referring back
-    ("It was halted in 2006."), else None."""
-    if not BACK_REFERENCE.match(sentence.lstrip("-*• ")):
-        return None
-    sentences = split_sentences(passage)
-    for before, current in itertools.pairwise(sentences):
-        if current == sentence or current.lstrip("-*• ").strip() == sentence:
-            return before if len(content_tokens(before)) >= 2 else None
-    return None
