@@ -211,3 +211,21 @@ def test_unsupported_sentences_are_flagged_under_the_answer() -> None:
     assert "<!channel>" not in text and "&lt;!channel&gt;" in text
     reply.sentences[1].supported = True
     assert not [b for b in render_answer(reply)[0].blocks if b["type"] == "context"]
+
+
+def test_sources_name_author_and_publication() -> None:
+    piece = passage(1, title="Why Should the US Talk to North Korea?", section="")
+    piece.metadata.update(author="Daniel DePetris", publication="The Diplomat <!here>")
+    cites = [Citation(1, piece, "Talks are a sign of strength."), Citation(2, passage(2, section=""), "x")]
+    (msg,) = render_answer(answer("Talk [1]. More [2].", cites))
+    lines = section_texts(msg.blocks)[1].splitlines()
+    assert lines[1] == (
+        "*[1]* <https://example.org/doc|Why Should the US Talk to North Korea?>"
+        " \u2014 Daniel DePetris, The Diplomat &lt;!here&gt;"
+    )
+    assert lines[3] == "*[2]* <https://example.org/doc|Doc>"  # no byline: nothing added
+    assert_only_safe_links(section_texts(msg.blocks)[1])
+    # The answer's JSON (web, CLI, feedback) carries them too.
+    as_json = cites[0].as_dict()
+    assert (as_json["author"], as_json["publication"]) == ("Daniel DePetris", "The Diplomat <!here>")
+    assert (cites[1].as_dict()["author"], cites[1].as_dict()["publication"]) == ("", "")

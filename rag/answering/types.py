@@ -65,6 +65,9 @@ class Citation:
             "n": self.n,
             "source": p.source,
             "title": p.title,
+            # A reader tells an opinion piece from a reference work by its byline.
+            "author": p.author,
+            "publication": p.publication,
             "section": p.section,
             "url": p.url,
             "chunk_id": p.chunk_id,

@@ -33,6 +33,16 @@ class Passage:
         return str(self.metadata.get("section", ""))
 
     @property
+    def author(self) -> str:
+        """Who wrote the document (its front matter's ``author``), or ""."""
+        return str(self.metadata.get("author") or "")
+
+    @property
+    def publication(self) -> str:
+        """Where it was published (its front matter's ``publication``), or ""."""
+        return str(self.metadata.get("publication") or "")
+
+    @property
     def url(self) -> str | None:
         url = self.metadata.get("source_url")
         return str(url) if url and str(url).startswith(("http://", "https://")) else None

@@ -256,17 +256,30 @@ def _section(text: str) -> dict[str, Any]:
     return {"type": "section", "text": {"type": "mrkdwn", "text": text, "verbatim": True}}
 
 
+def byline(author: str, publication: str) -> str:
+    """The byline after a source's title: " — author, publication" (either may be missing),
+    escaped; "" when neither is known.
+
+    >>> byline("Daniel DePetris", "The Diplomat")
+    ' — Daniel DePetris, The Diplomat'
+    """
+    named = ", ".join(shorten(x, 120) for x in (author, publication) if x.strip())
+    return f" \u2014 {escape(named)}" if named else ""
+
+
 def source_line(citation: Citation) -> str:
-    """``*[n]* <url|title> · section`` then the quote on a ``>`` line, all escaped."""
+    """``*[n]* <url|title> — author, publication · section`` then the quote on a ``>`` line,
+    all escaped: the byline tells a reader an opinion piece from a reference work."""
     p = citation.passage
     title = shorten(p.title or p.source or "source", 200)
-    line = f"*[{citation.n}]* {link(p.url, title)}"
+    by = byline(p.author, p.publication)
+    line = f"*[{citation.n}]* {link(p.url, title)}{by}"
     if p.section and p.section != p.title:
         line += " · _" + escape(shorten(p.section, 200)) + "_"
     if citation.quote:
         line += "\n> " + escape(shorten(citation.quote, QUOTE_CHARS))
     if len(line) > SECTION_TEXT_LIMIT:  # only a pathological URL gets here: drop the link
-        line = f"*[{citation.n}]* {escape(title)}"
+        line = f"*[{citation.n}]* {escape(title)}{by}"
     return line
 
 
