@@ -18,7 +18,19 @@ from tests.fake_openai import fake_openai
 from tests.fakes import build_fake_assistant
 
 JSON_KEYS = {"question", "answer", "refused", "citations", "retrieved", "mode", "timings_ms"}
-CITATION_KEYS = {"n", "source", "title", "section", "url", "chunk_id", "text", "quote", "score"}
+CITATION_KEYS = {
+    "n",
+    "source",
+    "title",
+    "author",
+    "publication",
+    "section",
+    "url",
+    "chunk_id",
+    "text",
+    "quote",
+    "score",
+}
 
 
 def fake_llm(text: str) -> ChatModelAnswerer:
@@ -46,6 +58,7 @@ def test_json_shape_matches_the_documented_output(settings: Settings) -> None:
     cite = data["citations"][0]
     assert cite["source"] == "factbook.md" and cite["section"] == "Geography > Coastline"
     assert cite["url"] == "https://example.org/factbook"
+    assert (cite["author"], cite["publication"]) == ("", "")  # the factbook names no author
     assert "2,495 km" in data["answer"]
     assert {"source", "chunk_id", "score", "text"} <= set(data["retrieved"][0])
     assert {"retrieve", "answer", "total"} <= set(data["timings_ms"])
