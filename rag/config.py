@@ -134,6 +134,17 @@ class Settings(BaseSettings):
     # The judge's log P(yes) - log P(no) below which the quotes are refused (docs/llm.md).
     llm_min_margin: float = Field(-1.4, ge=-20.0, le=20.0)
 
+    # Operations (docs/scaling.md). False for app replicas that must never write to the store:
+    # only the one-shot ingest does; a replica then serves the index it finds.
+    ingest_on_start: bool = True
+    # How often (seconds) a running app asks the store whether a newer index was written, and
+    # reloads its BM25 copy when one was (0: before every question).
+    index_check_s: float = Field(10.0, ge=0.0)
+    # "auto": plain text on a terminal, one JSON object a line otherwise (containers, services).
+    log_format: Literal["auto", "json", "text"] = "auto"
+    # The question's text in its log line; off by default (questions may be personal).
+    log_questions: bool = False
+
     # Web chat.
     host: str = "127.0.0.1"
     port: int = Field(7860, ge=1, le=65535)

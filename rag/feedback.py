@@ -1,4 +1,5 @@
-"""Feedback (thumbs up/down) from the web chat and the Slack bot, appended to one JSONL file."""
+"""Feedback (thumbs up/down) from the web chat and the Slack bot, appended to one JSONL file and
+counted in the metrics (``rag_feedback_total``)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+
+from rag.observability import Metrics, process_metrics
 
 _lock = threading.Lock()
 
@@ -21,8 +24,10 @@ def record_feedback(
     channel: str,
     user: str | None = None,
     extra: dict[str, Any] | None = None,
+    metrics: Metrics | None = None,
 ) -> dict[str, Any]:
-    """Append one feedback record and return it. ``channel`` is "web" or "slack"."""
+    """Append one feedback record and return it. ``channel`` is "web" or "slack"; the click is
+    counted in ``metrics`` (default: the process's)."""
     if rating not in ("up", "down"):
         raise ValueError("rating must be 'up' or 'down'")
     record: dict[str, Any] = {
@@ -43,6 +48,7 @@ def record_feedback(
     line = json.dumps(record, ensure_ascii=False) + "\n"
     with _lock, path.open("a", encoding="utf-8") as fh:
         fh.write(line)
+    (metrics or process_metrics()).feedback_given(channel, rating)
     return record
 
 

@@ -1,5 +1,8 @@
 """A per-user sliding-window rate limit (questions per minute), for the web chat and Slack.
 
+Given the ``frontend`` it guards, it counts each question it turns away in the metrics
+(``rag_questions_total{outcome="rate_limited"}``) and logs it, as the assistant does the others.
+
 >>> now = [0.0]
 >>> limiter = RateLimiter(per_minute=2, clock=lambda: now[0])
 >>> limiter.allow("ann"), limiter.allow("ann"), limiter.allow("ann"), limiter.allow("bob")
@@ -16,10 +19,15 @@ True
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+
+from rag.observability import QUESTION_LOG, Metrics, log_event, new_request_id, process_metrics
+
+question_log = logging.getLogger(QUESTION_LOG)
 
 
 class RateLimiter:
@@ -31,9 +39,18 @@ class RateLimiter:
 
     window_s = 60.0
 
-    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        frontend: str | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.per_minute = per_minute
         self.clock = clock
+        self.frontend = frontend
+        self.metrics = metrics
         self._calls: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self._swept = clock()
@@ -55,10 +72,23 @@ class RateLimiter:
             calls = self._calls.setdefault(key, deque())
             while calls and calls[0] <= now - self.window_s:
                 calls.popleft()
-            if len(calls) >= self.per_minute:
-                return False
-            calls.append(now)
-            return True
+            limited = len(calls) >= self.per_minute
+            if not limited:
+                calls.append(now)
+        if limited and self.frontend is not None:
+            self._count_refusal(self.frontend)
+        return not limited
+
+    def _count_refusal(self, frontend: str) -> None:
+        (self.metrics or process_metrics()).question(frontend, "rate_limited")
+        request_id = new_request_id()
+        event = {
+            "event": "question",
+            "request_id": request_id,
+            "frontend": frontend,
+            "outcome": "rate_limited",
+        }
+        log_event(question_log, f"question {request_id} from {frontend}: rate_limited", event)
 
     def retry_after(self, key: str) -> float:
         """Seconds until ``key`` may ask again (0 when it may now)."""

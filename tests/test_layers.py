@@ -21,6 +21,7 @@ LAYERS = {
     "rag.config": 0,
     "rag.text": 0,
     "rag.runtime": 0,
+    "rag.observability": 0,
     "rag.index": 1,
     "rag.retrieval": 2,
     "rag.answering": 3,
@@ -33,8 +34,15 @@ LAYERS = {
 }
 FRONT_ENDS = ("rag.web", "rag.slack", "rag.evaluation", "rag.cli")
 # What front ends may import: the answering API, the settings and the shared front-end helpers
-# (and the CLI starts the other front ends).
-FRONT_END_API = {"rag.answering", "rag.config", "rag.runtime", "rag.feedback", "rag.ratelimit"}
+# (metrics and logs among them; the CLI starts the other front ends).
+FRONT_END_API = {
+    "rag.answering",
+    "rag.config",
+    "rag.runtime",
+    "rag.feedback",
+    "rag.ratelimit",
+    "rag.observability",
+}
 HEAVY = ("torch", "transformers", "sentence_transformers", "openvino", "chromadb", "gradio", "llama_cpp")
 
 

@@ -5,11 +5,15 @@ its SHA-256 and the ids of its chunks. Re-running ingest skips unchanged files, 
 ones and removes deleted ones. Chunk ids come from content, so a re-run after a crash upserts the
 same ids (never duplicates), and a final reconciliation deletes any chunk the manifest does not
 account for.
-Only one ingest runs at a time (a file lock).
+Only one ingest runs at a time: a file lock in the data directory, and a marker in the store
+itself for writers on other machines (``rag.index.state``). Each run is counted in the metrics
+and logged as one line (``rag.observability``).
 """
 
 from __future__ import annotations
 
+import logging
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +29,9 @@ from rag.index.embeddings import EmbeddingSpec, spec_of, use_bf16
 from rag.index.lexical import LexicalIndex, fingerprint
 from rag.index.manifest import Manifest
 from rag.index.splitting import document_label, embed_text, split_document
+from rag.index.state import IngestUnfinishedError, Writer, check_writer, mark_done, mark_writing
 from rag.index.store import IndexProblem, drop_collection, make_client, open_collection
+from rag.observability import INGEST_LOG, Metrics, log_event, new_request_id, process_metrics
 
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
@@ -35,6 +41,8 @@ if TYPE_CHECKING:
 # Bump when splitting changes in a way that must re-chunk every file.
 SPLITTER_VERSION = 8
 FLUSH_CHUNKS = 256
+
+ingest_log = logging.getLogger(INGEST_LOG)
 
 
 class IngestBusyError(IndexProblem):
@@ -123,12 +131,76 @@ def ingest(
     rebuild: bool = False,
     client: ClientAPI | None = None,
     progress: Callable[[int, int], None] | None = None,
+    force: bool = False,
+    metrics: Metrics | None = None,
 ) -> IngestReport:
     """Bring the index in line with the corpus folder and report what changed.
 
     ``embeddings_factory`` is only called when something needs embedding, so an up-to-date
-    re-run loads no model. ``progress(done, total)`` is called as chunks are embedded.
+    re-run loads no model. ``progress(done, total)`` is called as chunks are embedded. Another
+    ingest's unfinished marker in the store stops the run (``IngestUnfinishedError``) unless
+    ``force``. The run is counted in ``metrics`` (the process's by default) and logged.
     """
+    metrics = metrics or process_metrics()
+    run_id = new_request_id()
+    started = time.perf_counter()
+    outcome = "ok"
+    error_seen: BaseException | None = None
+    report: IngestReport | None = None
+    try:
+        report = _ingest(settings, embeddings_factory, corpus_dir, rebuild, client, progress, force)
+        return report
+    except IndexProblem as exc:
+        # "busy": another run holds the lock or its marker is in the store (nothing written).
+        busy = isinstance(exc, IngestBusyError | IngestUnfinishedError)
+        outcome, error_seen = ("busy" if busy else "error"), exc
+        raise
+    except BaseException as exc:
+        outcome, error_seen = "error", exc
+        raise
+    finally:
+        seconds = time.perf_counter() - started
+        event: dict[str, Any] = {
+            "event": "ingest",
+            "request_id": run_id,
+            "host": socket.gethostname(),
+            "outcome": outcome,
+            "timings_ms": {"total": round(seconds * 1000, 1)},
+        }
+        if report is not None:
+            event.update(
+                files_seen=report.files_seen,
+                files_indexed=report.files_indexed,
+                files_unchanged=report.files_unchanged,
+                files_removed=report.files_removed,
+                files_skipped=len(report.errors),
+                chunks_added=report.chunks_added,
+                chunks_removed=report.chunks_removed,
+                chunks_total=report.chunks_total,
+            )
+            metrics.index_size(report.chunks_total, report.files_seen - len(report.errors))
+        if error_seen is not None:
+            event["error"] = type(error_seen).__name__
+        metrics.ingest_run(
+            outcome,
+            added=report.chunks_added if report else 0,
+            removed=report.chunks_removed if report else 0,
+        )
+        summary = f"ingest {run_id}: {outcome} in {seconds:.1f} s"
+        if report is not None:
+            summary += f", {report.chunks_added} chunks added, {report.chunks_removed} removed"
+        log_event(ingest_log, summary, event, logging.INFO if outcome == "ok" else logging.WARNING)
+
+
+def _ingest(
+    settings: Settings,
+    embeddings_factory: Callable[[], Embeddings],
+    corpus_dir: Path | None,
+    rebuild: bool,
+    client: ClientAPI | None,
+    progress: Callable[[int, int], None] | None,
+    force: bool,
+) -> IngestReport:
     started = time.perf_counter()
     corpus = corpus_dir or settings.corpus_dir
     with ingest_lock(settings.data_dir):
@@ -139,6 +211,9 @@ def ingest(
                 " the existing index was left as it is"
             )
         client = client or make_client(settings)
+        # Before any write (a rebuild's drop included): is another run writing to this store?
+        existing = _existing_metadata(client, settings.collection)
+        check_writer(existing, force=force)
         manifest = Manifest() if rebuild else Manifest.load(settings.manifest_path)
         splitter = _splitter_params(settings)
         if manifest.files and (manifest.splitter or {}).get("precision") != splitter["precision"]:
@@ -156,42 +231,84 @@ def ingest(
             drop_collection(client, settings.collection)
             settings.manifest_path.unlink(missing_ok=True)
         collection = open_collection(client, settings.collection, spec.name, spec.dim, create=True)
-        if manifest.model != spec.name or manifest.splitter != splitter:
-            # Another model or other chunk settings: every file must be split and embedded anew.
-            manifest = Manifest(spec.name, spec.dim, splitter, {})
-        report = IngestReport(files_seen=len(files))
-        present = {f.source for f in files}
-        changed = [f for f in files if manifest.files.get(f.source, {}).get("sha256") != f.sha256]
-        report.files_unchanged = len(files) - len(changed)
-        docs, report.errors = load_files(changed)
-
-        chunked = [
-            (doc, split_document(doc, settings.chunk_size, settings.chunk_overlap, settings.embed_context))
-            for doc in docs
-        ]
-        total = sum(len(chunks) for _, chunks in chunked)
-        done = 0
-        for group in _groups(chunked, FLUSH_CHUNKS):
-            embeddings = embeddings or embeddings_factory()
-            done += _flush(group, collection, embeddings, manifest, settings, report)
-            if progress:
-                progress(done, total)
-
-        for source in sorted(set(manifest.files) - present):
-            old_ids = manifest.files.pop(source)["chunk_ids"]
-            _delete(collection, old_ids)
-            report.chunks_removed += len(old_ids)
-            report.files_removed += 1
-            manifest.save(settings.manifest_path)
-        manifest.model, manifest.dim, manifest.splitter = spec.name, spec.dim, splitter
-        manifest.save(settings.manifest_path)
-
-        report.chunks_removed += _reconcile(collection, manifest)
-        report.chunks_total = collection.count()
-        report.chunks_kept = report.chunks_total - report.chunks_added
-        sync_lexical(settings, collection, manifest)
+        mark_writing(collection, Writer.here())
+        try:
+            report, manifest = _write(
+                settings,
+                files,
+                manifest,
+                splitter,
+                spec,
+                collection,
+                embeddings,
+                embeddings_factory,
+                progress,
+            )
+        except BaseException:
+            try:
+                mark_done(collection, None)  # this run stopped writing; the error says why
+            except Exception:  # noqa: BLE001 - the store may be what failed: keep its error
+                pass
+            raise
+        mark_done(collection, fingerprint(manifest.all_ids()))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _existing_metadata(client: ClientAPI, name: str) -> dict[str, Any] | None:
+    if name not in {c.name if hasattr(c, "name") else str(c) for c in client.list_collections()}:
+        return None
+    return dict(client.get_collection(name).metadata or {})
+
+
+def _write(
+    settings: Settings,
+    files: list[Any],
+    manifest: Manifest,
+    splitter: dict[str, int | str],
+    spec: EmbeddingSpec,
+    collection: Collection,
+    embeddings: Embeddings | None,
+    embeddings_factory: Callable[[], Embeddings],
+    progress: Callable[[int, int], None] | None,
+) -> tuple[IngestReport, Manifest]:
+    """The writing part of an ingest, between the store's marker going up and coming down; the
+    report and the manifest it left."""
+    if manifest.model != spec.name or manifest.splitter != splitter:
+        # Another model or other chunk settings: every file must be split and embedded anew.
+        manifest = Manifest(spec.name, spec.dim, splitter, {})
+    report = IngestReport(files_seen=len(files))
+    present = {f.source for f in files}
+    changed = [f for f in files if manifest.files.get(f.source, {}).get("sha256") != f.sha256]
+    report.files_unchanged = len(files) - len(changed)
+    docs, report.errors = load_files(changed)
+
+    chunked = [
+        (doc, split_document(doc, settings.chunk_size, settings.chunk_overlap, settings.embed_context))
+        for doc in docs
+    ]
+    total = sum(len(chunks) for _, chunks in chunked)
+    done = 0
+    for group in _groups(chunked, FLUSH_CHUNKS):
+        embeddings = embeddings or embeddings_factory()
+        done += _flush(group, collection, embeddings, manifest, settings, report)
+        if progress:
+            progress(done, total)
+
+    for source in sorted(set(manifest.files) - present):
+        old_ids = manifest.files.pop(source)["chunk_ids"]
+        _delete(collection, old_ids)
+        report.chunks_removed += len(old_ids)
+        report.files_removed += 1
+        manifest.save(settings.manifest_path)
+    manifest.model, manifest.dim, manifest.splitter = spec.name, spec.dim, splitter
+    manifest.save(settings.manifest_path)
+
+    report.chunks_removed += _reconcile(collection, manifest)
+    report.chunks_total = collection.count()
+    report.chunks_kept = report.chunks_total - report.chunks_added
+    sync_lexical(settings, collection, manifest)
+    return report, manifest
 
 
 def _groups(
@@ -287,12 +404,20 @@ def _reconcile(collection: Collection, manifest: Manifest) -> int:
 
 
 def sync_lexical(
-    settings: Settings, collection: Collection, manifest: Manifest
+    settings: Settings,
+    collection: Collection,
+    manifest: Manifest | None,
+    *,
+    wanted: str | None = None,
+    save: bool = True,
 ) -> tuple[LexicalIndex, LexicalIndex]:
     """The BM25 indexes of chunks and of whole documents (by title and byline), rebuilt unless
-    they were built from exactly the manifest's chunks.
+    they were built from exactly the chunks ``wanted`` names (default: the manifest's).
+
+    ``save=False`` keeps a rebuilt index in memory only: app replicas that must not write
+    (``RAG_INGEST_ON_START=false``) may share one data directory.
     """
-    wanted = fingerprint(manifest.all_ids())
+    wanted = wanted or fingerprint(manifest.all_ids() if manifest else ())
     chunks = LexicalIndex.load(settings.bm25_dir)
     documents = LexicalIndex.load(settings.bm25_docs_dir)
     if chunks is not None and documents is not None and wanted == chunks.fingerprint == documents.fingerprint:
@@ -305,7 +430,8 @@ def sync_lexical(
         texts.append(embed_text(Document(page_content=doc or "", metadata=meta)))
         labels.setdefault(str(meta.get("source", "")), document_label(meta))
     chunks = LexicalIndex.build(list(got["ids"]), texts, fingerprint_of=wanted)
-    chunks.save(settings.bm25_dir)
     documents = LexicalIndex.build(list(labels), list(labels.values()), fingerprint_of=wanted)
-    documents.save(settings.bm25_docs_dir)
+    if save:
+        chunks.save(settings.bm25_dir)
+        documents.save(settings.bm25_docs_dir)
     return chunks, documents
