@@ -1,11 +1,12 @@
 """The answering layer's data: what goes into an answer and what comes out of it.
 
 A conversation turn is a plain dict (``Turn``); an answer streams as ``Delta`` pieces of text and
-ends with one ``Answer``, whose ``to_dict()`` is the JSON of ``rag ask --json``.
+ends with one ``Answer``, whose ``to_json()`` is the JSON of ``rag ask --json`` and ``POST /api/ask``.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -108,3 +109,8 @@ class Answer:
             "timings_ms": {k: round(v, 1) for k, v in self.timings_ms.items()},
             "note": self.note,
         }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The answer as ``rag ask --json`` prints it and ``POST /api/ask`` returns it (with
+        ``indent=None``, one line: a server-sent event's data)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, indent=indent)
