@@ -124,20 +124,33 @@ def test_dockerfile_is_hadolint_clean() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_compose_runs_app_slack_bot_and_chroma_with_a_data_volume() -> None:
+def test_compose_runs_two_replicas_behind_a_proxy_one_writer_and_chroma() -> None:
     compose = yaml.safe_load((REPO / "compose.yaml").read_text())
     services = compose["services"]
-    assert {"app", "slack", "chroma"} <= set(services)
+    assert {"app-1", "app-2", "proxy", "ingest", "slack", "chroma"} <= set(services)
     chroma_cmd = services["chroma"]["command"]
     assert chroma_cmd[:2] == ["chroma", "run"] and "--path" in chroma_cmd
     assert any(str(v).split(":")[1].startswith("/") for v in services["chroma"]["volumes"])
-    for name in ("app", "slack"):
+    # One writer: the one-shot ingest; every other service reads the store and never writes it.
+    assert services["ingest"]["command"][:2] == ["rag", "ingest"]
+    assert services["ingest"]["restart"] == "no"
+    for name in ("app-1", "app-2", "slack"):
         env = services[name]["environment"]
         assert env["RAG_CHROMA_HOST"] == "chroma"
+        assert env["RAG_INGEST_ON_START"] == "false"
         assert any(str(v).split(":")[1] == env["RAG_DATA_DIR"] for v in services[name]["volumes"])
-        assert "chroma" in services[name]["depends_on"]
+        assert services[name]["depends_on"]["ingest"]["condition"] == "service_completed_successfully"
+    # Each replica its own data volume (feedback.jsonl): appending from two processes is unsafe.
+    assert services["app-1"]["volumes"] != services["app-2"]["volumes"]
+    assert services["app-1"]["command"] == ["python", "app.py"] and "ports" not in services["app-1"]
+    proxy = services["proxy"]
+    assert proxy["image"].startswith("caddy:")
+    assert set(proxy["environment"]["RAG_UPSTREAMS"].split()) == {"app-1:7860", "app-2:7860"}
+    assert any("deploy/Caddyfile" in str(v) for v in proxy["volumes"])
+    caddyfile = (REPO / "deploy" / "Caddyfile").read_text()
+    assert "lb_policy cookie" in caddyfile and "respond" in caddyfile.split("/metrics", 1)[1][:80]
     assert services["slack"]["command"] == ["rag", "slack"]
-    assert set(compose["volumes"]) >= {"chroma", "data"}
+    assert set(compose["volumes"]) >= {"chroma", "data", "app-1", "app-2"}
     # Secrets come from the environment or .env, never from the file itself.
     text = (REPO / "compose.yaml").read_text()
     assert "xoxb-" not in text and "xapp-" not in text
