@@ -26,6 +26,7 @@ class Call:
     method: str
     params: dict[str, Any]
     headers: dict[str, str] = field(repr=False)
+    response: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 class FakeSlackAPI:
@@ -33,6 +34,9 @@ class FakeSlackAPI:
 
     ``threads[(channel, thread_ts)]`` are the messages ``conversations.replies`` returns;
     ``fail[method] = "error"`` makes that method answer ``{"ok": false, "error": ...}``.
+    The assistant-thread calls (``assistant.threads.setStatus``/``setTitle``/
+    ``setSuggestedPrompts``) and the streaming calls (``chat.startStream``/``appendStream``/
+    ``stopStream``) are recorded like the others; ``streamed(ts)`` is the text a stream received.
     """
 
     def __init__(self) -> None:
@@ -63,7 +67,7 @@ class FakeSlackAPI:
                         params.update(json.loads(raw))
                     else:
                         params.update(parse_qsl(raw.decode()))
-                for key in ("blocks", "attachments"):
+                for key in ("blocks", "attachments", "prompts", "chunks"):
                     if isinstance(params.get(key), str):
                         params[key] = json.loads(params[key])
                 body = json.dumps(fake.respond(method, params, dict(self.headers))).encode()
@@ -93,16 +97,23 @@ class FakeSlackAPI:
         self.fail.clear()
 
     def respond(self, method: str, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        call = Call(method, params, headers)
+        call.response = self._answer(method, params)
         with self._cond:
-            self.calls.append(Call(method, params, headers))
+            self.calls.append(call)
             self._cond.notify_all()
+        return call.response
+
+    def _answer(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         if method in self.fail:
             return {"ok": False, "error": self.fail[method]}
         if method == "auth.test":
             return {"ok": True, "user_id": BOT_USER, "bot_id": BOT_ID, "team_id": TEAM, "user": "rag"}
-        if method == "chat.postMessage":
+        if method in ("chat.postMessage", "chat.startStream"):
             ts = f"{int(time.time())}.{next(self._ts):06d}"
             return {"ok": True, "channel": params.get("channel"), "ts": ts}
+        if method in ("chat.update", "chat.appendStream", "chat.stopStream"):
+            return {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")}
         if method == "apps.connections.open":
             return {"ok": True, "url": self.socket_url}
         if method == "conversations.replies":
@@ -112,6 +123,19 @@ class FakeSlackAPI:
                 "has_more": False,
             }
         return {"ok": True}
+
+    def streamed(self, ts: str) -> str:
+        """The markdown the stream ``ts`` received, in order (start, appends, stop)."""
+        text = ""
+        with self._cond:
+            for c in self.calls:
+                if c.method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+                    if (c.response.get("ts") if c.method == "chat.startStream" else c.params.get("ts")) != ts:
+                        continue
+                    text += c.params.get("markdown_text") or ""
+                    for chunk in c.params.get("chunks") or []:
+                        text += chunk.get("text") or ""
+        return text
 
     def calls_to(self, method: str) -> list[Call]:
         with self._cond:

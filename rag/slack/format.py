@@ -313,8 +313,25 @@ def render_answer(answer: Answer, feedback_id: str | None = None) -> list[SlackM
     the feedback buttons. An answer too long for one message's 50 blocks continues in more.
     Refusals are plain: the refusal text, no sources.
     """
-    body = markdown_to_mrkdwn(answer.answer) or escape(answer.answer)
-    blocks = [_section(piece) for piece in split_text(body)]
+    body = answer_mrkdwn(answer)
+    blocks = [_section(piece) for piece in split_text(body)] + after_answer(answer, feedback_id)
+    fallback = body if len(body) <= MESSAGE_TEXT_LIMIT - 100 else shorten(body, MESSAGE_TEXT_LIMIT - 100)
+    chunks = [blocks[i : i + BLOCKS_PER_MESSAGE] for i in range(0, len(blocks), BLOCKS_PER_MESSAGE)]
+    messages = [SlackMessage(_blocks_text(chunk), chunk) for chunk in chunks[:-1]]
+    # The last message (sources, buttons) carries the whole answer: it is what history reads.
+    messages.append(SlackMessage(fallback, chunks[-1]))
+    return messages
+
+
+def answer_mrkdwn(answer: Answer) -> str:
+    """The answer's text as escaped mrkdwn."""
+    return markdown_to_mrkdwn(answer.answer) or escape(answer.answer)
+
+
+def after_answer(answer: Answer, feedback_id: str | None = None) -> list[dict[str, Any]]:
+    """What follows the answer's text: the Sources, flagged sentences, the note, the feedback
+    buttons (a streamed answer ends with these blocks)."""
+    blocks: list[dict[str, Any]] = []
     if not answer.refused and answer.citations:
         blocks.append({"type": "divider"})
         entries = [source_line(c) for c in answer.citations]
@@ -340,17 +357,17 @@ def render_answer(answer: Answer, feedback_id: str | None = None) -> list[SlackM
         blocks.append({"type": "context", "elements": [note_text]})
     if feedback_id is not None:
         blocks.append(feedback_block(feedback_id, answer.question))
-
-    fallback = body if len(body) <= MESSAGE_TEXT_LIMIT - 100 else shorten(body, MESSAGE_TEXT_LIMIT - 100)
-    chunks = [blocks[i : i + BLOCKS_PER_MESSAGE] for i in range(0, len(blocks), BLOCKS_PER_MESSAGE)]
-    messages = [SlackMessage(_blocks_text(chunk), chunk) for chunk in chunks[:-1]]
-    # The last message (sources, buttons) carries the whole answer: it is what history reads.
-    messages.append(SlackMessage(fallback, chunks[-1]))
-    return messages
+    return blocks
 
 
 def _blocks_text(blocks: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(b["text"]["text"] for b in blocks if b.get("type") == "section")
+
+
+def mrkdwn_message(mrkdwn: str) -> SlackMessage:
+    """Already-escaped mrkdwn (at most one section's worth) as a message."""
+    text = shorten(mrkdwn, SECTION_TEXT_LIMIT) if len(mrkdwn) > SECTION_TEXT_LIMIT else mrkdwn
+    return SlackMessage(text, [_section(text)])
 
 
 def plain_message(text: str) -> SlackMessage:
