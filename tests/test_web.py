@@ -140,6 +140,17 @@ def test_sources_html_escapes_document_fields_and_drops_script_urls() -> None:
     assert "&lt;script&gt;" in out
 
 
+def test_sources_html_names_author_and_publication() -> None:
+    cites = [
+        citation(1, title="Why Talk?", author="Jane Writer", publication="The <b>Gazette</b>"),
+        citation(2, title="Factbook", author="", publication=""),
+    ]
+    out = sources_html([{"question": "q", "answer": {"citations": cites}}])
+    by = '<span class="src-by"> \u2014 Jane Writer, The &lt;b&gt;Gazette&lt;/b&gt;</span>'
+    assert f'<span class="src-title">Why Talk?</span>{by}' in out
+    assert '<span class="src-title">Factbook</span> › ' in out  # nothing named, nothing shown
+
+
 def test_status_line() -> None:
     assert status_line({"documents": 27, "chunks": 1490, "answerer": "extractive"}) == (
         "27 documents · 1,490 chunks · answerer: extractive"

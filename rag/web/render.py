@@ -110,6 +110,9 @@ def _citation_html(turn: int, citation: Mapping[str, Any], open_: bool) -> str:
     section = str(citation.get("section") or "")
     url = citation.get("url")
     where = f'<span class="src-section">{html.escape(section)}</span>' if section else ""
+    # Who wrote it and where: an opinion piece reads differently from a reference work.
+    named = ", ".join(x for x in (str(citation.get(k) or "").strip() for k in ("author", "publication")) if x)
+    byline = f'<span class="src-by"> \u2014 {html.escape(named)}</span>' if named else ""
     link = ""
     # Only http(s) links: a document cannot smuggle a javascript: URL into the page.
     if isinstance(url, str) and url.startswith(("http://", "https://")):
@@ -121,7 +124,7 @@ def _citation_html(turn: int, citation: Mapping[str, Any], open_: bool) -> str:
     passage = highlight(str(citation.get("text") or ""), str(citation.get("quote") or ""))
     return (
         f'<details class="src" id="{source_id(turn, n)}"{" open" if open_ else ""}>'
-        f'<summary><span class="src-n">[{n}]</span> <span class="src-title">{title}</span>'
+        f'<summary><span class="src-n">[{n}]</span> <span class="src-title">{title}</span>{byline}'
         f"{' › ' + where if where else ''}</summary>"
         f'<div class="src-body"><div class="src-meta"><code>{source}</code> {link}</div>'
         f'<div class="src-text">{passage}</div></div></details>'
