@@ -11,8 +11,8 @@ then the sources and the feedback buttons at the end::
         reply.add(event.text) if isinstance(event, Delta) else reply.finish(event, feedback_id)
 
 >>> [p["message"] for p in suggested_prompts([{"title": "Why Talk?", "author": "A"},
-...                                           {"title": "Factbook: China (selected sections)"}])]
-['Why Talk?', 'What does “Factbook: China” say?']
+...                                           {"title": "Nuclear Suppliers Group (Wikipedia)"}])]
+['Why Talk?', 'What does “Nuclear Suppliers Group” say?']
 """
 
 from __future__ import annotations
@@ -50,25 +50,37 @@ STATUS_WRITING = "is writing…"
 PROMPT_LABEL_CHARS = 70  # what the prompt's button shows; the question sent is the whole title
 TITLE_CHARS = 80
 STREAM_TEXT_LIMIT = 12_000  # chat.*Stream's markdown_text limit per call
-_PARENTHETICAL = re.compile(r"\s*\([^()]*\)\s*$")
+_PARENTHETICAL = re.compile(r"\s*\([^()]*\)")
+_DIGIT = re.compile(r"\d")
 
 
 def suggested_prompts(documents: Sequence[dict[str, str]], count: int = 3) -> list[dict[str, str]]:
-    """``count`` prompts from the corpus's own titles, written pieces (those with an author)
-    first: a title that is a question is asked as it is, another becomes "What does “title”
-    say?" (a trailing parenthetical such as "(selected sections)" dropped)."""
-    ranked = sorted(documents, key=lambda d: (not d.get("author"), d.get("title", "").lower()))
-    prompts: list[dict[str, str]] = []
-    seen: set[str] = set()
-    for doc in ranked:
-        title = " ".join(_PARENTHETICAL.sub("", doc.get("title") or "").split())
-        if not title or title.lower() in seen:
+    """``count`` prompts from the corpus's own titles: written pieces (with an author) first,
+    then titles that are questions, then the shortest plain titles (no statute or edition
+    numbers), one per first word so they are not three of a series. A title that is a question
+    is asked as it is; another becomes "What does “title” say?", parentheticals such as
+    "(Wikipedia)" or "(selected sections: ...)" dropped."""
+    named = []
+    for doc in documents:
+        title = " ".join(_PARENTHETICAL.sub("", doc.get("title") or "").split()).strip(" ,;:")
+        if title:
+            named.append((title, bool(doc.get("author"))))
+    named.sort(
+        key=lambda t: (not t[1], not t[0].endswith("?"), _DIGIT.search(t[0]) is not None, len(t[0]), t[0])
+    )
+    chosen: list[str] = []
+    later: list[str] = []
+    firsts: set[str] = set()
+    for title, _ in named:
+        first = title.split()[0].lower()
+        if title.lower() in {c.lower() for c in chosen + later}:
             continue
-        seen.add(title.lower())
+        (later if first in firsts else chosen).append(title)
+        firsts.add(first)
+    prompts = []
+    for title in (chosen + later)[:count]:
         message = title if title.endswith("?") else f"What does \u201c{title}\u201d say?"
         prompts.append({"title": shorten(message, PROMPT_LABEL_CHARS), "message": message})
-        if len(prompts) == count:
-            break
     return prompts
 
 
