@@ -131,19 +131,19 @@ class StreamedReply:
         if self.mode == "stream":
             from slack_sdk.errors import SlackApiError
 
-            piece = escape(self.pending)[:STREAM_TEXT_LIMIT]
             try:
-                if self.ts is None:
-                    resp = self.client.chat_startStream(
-                        channel=self.channel,
-                        thread_ts=self.thread_ts,
-                        markdown_text=piece,
-                        recipient_user_id=self.user,
-                        recipient_team_id=self.team,
-                    )
-                    self.ts = str(resp["ts"])
-                else:
-                    self.client.chat_appendStream(channel=self.channel, ts=self.ts, markdown_text=piece)
+                for piece in _pieces(escape(self.pending)):
+                    if self.ts is None:
+                        resp = self.client.chat_startStream(
+                            channel=self.channel,
+                            thread_ts=self.thread_ts,
+                            markdown_text=piece,
+                            recipient_user_id=self.user,
+                            recipient_team_id=self.team,
+                        )
+                        self.ts = str(resp["ts"])
+                    else:
+                        self.client.chat_appendStream(channel=self.channel, ts=self.ts, markdown_text=piece)
             except SlackApiError as exc:
                 if self.ts is not None:
                     raise
@@ -167,11 +167,14 @@ class StreamedReply:
             return
         if self.mode == "stream":
             rest = answer.answer[len(self.sent) :] if answer.answer.startswith(self.sent) else None
-            streamed_whole = rest is not None and len(messages) == 1 and len(rest) <= STREAM_TEXT_LIMIT
+            streamed_whole = rest is not None and len(messages) == 1
+            pieces = _pieces(escape(rest)) if streamed_whole and rest else []
+            for piece in pieces[:-1]:
+                self.client.chat_appendStream(channel=self.channel, ts=self.ts, markdown_text=piece)
             self.client.chat_stopStream(
                 channel=self.channel,
                 ts=self.ts,
-                markdown_text=escape(rest) if streamed_whole and rest else None,
+                markdown_text=pieces[-1] if pieces else None,
                 blocks=after_answer(answer, feedback_id) if streamed_whole else None,
             )
             self.stopped = True
@@ -207,6 +210,21 @@ class StreamedReply:
             return self._post(message)
         self.client.chat_update(channel=self.channel, ts=self.ts, text=message.text, blocks=message.blocks)
         return self.ts
+
+
+def _pieces(text: str, limit: int = STREAM_TEXT_LIMIT) -> list[str]:
+    """``text`` in pieces a streaming call accepts, never cutting an ``&amp;``-style entity.
+
+    >>> _pieces("a &amp; b", limit=5)
+    ['a ', '&amp;', ' b']
+    """
+    pieces: list[str] = []
+    while len(text) > limit:
+        amp = text.rfind("&", max(0, limit - 5), limit)
+        cut = amp if amp > 0 and ";" not in text[amp:limit] else limit
+        pieces.append(text[:cut])
+        text = text[cut:]
+    return [*pieces, text] if text else pieces
 
 
 def set_status(client: WebClient, channel: str, thread_ts: str, status: str) -> bool:
