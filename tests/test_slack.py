@@ -724,8 +724,15 @@ def test_manifest_asks_for_what_the_bot_uses() -> None:
         "im:history",
         "im:read",
         "im:write",
+        "assistant:write",
     }
-    assert manifest["settings"]["event_subscriptions"]["bot_events"] == ["app_mention", "message.im"]
+    assert manifest["settings"]["event_subscriptions"]["bot_events"] == [
+        "app_mention",
+        "message.im",
+        "assistant_thread_started",
+        "assistant_thread_context_changed",
+    ]
+    assert manifest["features"]["assistant_view"]["assistant_description"]
     assert manifest["settings"]["interactivity"]["is_enabled"] is True
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["features"]["app_home"]["messages_tab_enabled"] is True
