@@ -19,6 +19,7 @@ from rag.config import Settings
 from rag.ratelimit import RateLimiter
 from rag.web.api import ApiState, api_router, install_error_handlers
 from rag.web.app import build_ui, launch_options
+from rag.web.theme import chat_theme
 
 if TYPE_CHECKING:
     import gradio as gr
@@ -57,7 +58,8 @@ def build_server(
     """
     from fastapi_offline import FastAPIOffline
 
-    limiter = limiter or RateLimiter(settings.rate_limit_per_minute, frontend="web")
+    if limiter is None:  # not ``limiter or ...``: an unused limiter has len() 0, so is falsy
+        limiter = RateLimiter(settings.rate_limit_per_minute, frontend="web")
     state = ApiState(settings=settings, assistant=assistant, problem=problem, limiter=limiter)
     # FastAPI's own /docs page loads Swagger UI from a CDN; fastapi-offline's serves the same
     # page from files in its package, so /docs works with no internet.
@@ -78,7 +80,7 @@ def build_server(
 
 def mount_chat(app: FastAPI, demo: gr.Blocks, settings: Settings) -> FastAPI:
     """Mount the Gradio chat at ``/`` of ``app`` with what ``Blocks.launch`` would apply: the
-    sign-in (``RAG_AUTH``), address, CSS and script, and the queue's concurrency."""
+    sign-in (``RAG_AUTH``), address, theme, CSS and script, and the queue's concurrency."""
     import gradio as gr
 
     options = launch_options(settings)
@@ -92,6 +94,7 @@ def mount_chat(app: FastAPI, demo: gr.Blocks, settings: Settings) -> FastAPI:
         footer_links=options["footer_links"],
         auth=options["auth"],
         auth_message=options["auth_message"],
+        theme=chat_theme(),
         css=options["css"],
         js=options["js"],
         ssr_mode=False,
