@@ -153,6 +153,16 @@ class Settings(BaseSettings):
     concurrency: int = Field(4, ge=1, le=64)
     rate_limit_per_minute: int = Field(30, ge=0)
 
+    # Documents added from the web page or POST /api/documents (docs/web.md#documents): kept in
+    # upload_dir (default DATA_DIR/uploads) and indexed with the corpus from then on.
+    upload_dir: Path | None = None
+    max_upload_mb: float = Field(20.0, gt=0, le=4096)
+    # Users of RAG_AUTH who may upload and remove documents.
+    admins: list[str] = Field(default_factory=list)
+    # With no RAG_AUTH nobody is known: uploads stay off unless this is set and the app is bound
+    # to loopback (then whoever can reach the page is the machine's own user).
+    allow_uploads: bool = False
+
     # Slack bot.
     slack_bot_token: SecretStr | None = None
     slack_app_token: SecretStr | None = None
@@ -178,6 +188,9 @@ class Settings(BaseSettings):
             raise ValueError("fetch_k must be at least top_k")
         if self.answerer == "openai" and not self.openai_base_url:
             raise ValueError("RAG_ANSWERER=openai needs RAG_OPENAI_BASE_URL")
+        users = {pair.split(":", 1)[0] for pair in self.auth}
+        if unknown := [name for name in self.admins if name not in users]:
+            raise ValueError(f"RAG_ADMINS names users that RAG_AUTH does not list: {', '.join(unknown)}")
         return self
 
     # Derived paths: one place decides the layout of the data directory.
@@ -196,6 +209,11 @@ class Settings(BaseSettings):
     @property
     def bm25_docs_dir(self) -> Path:
         return self.data_dir / "bm25-docs"
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Where uploaded documents are kept (``RAG_UPLOAD_DIR``, default DATA_DIR/uploads)."""
+        return self.upload_dir or self.data_dir / "uploads"
 
     @property
     def feedback_path(self) -> Path:

@@ -10,7 +10,8 @@ Front ends import from here, ``rag.config`` and ``rag.runtime`` (plus the shared
         ...   # Delta pieces, then one Answer
 
 Inside: ``assistant`` (wiring, ``open_assistant``), ``chain`` (condense -> retrieve -> answer ->
-cite), ``types``, ``questions``, ``condense``, ``verification``, ``citations``, the answerers
+cite), ``library`` (the documents service, ``open_library``: list, read, upload, remove),
+``types``, ``questions``, ``condense``, ``verification``, ``citations``, the answerers
 (``extractive``, ``chat_model``, ``llamacpp``, and ``judged``: the local model judging the
 extractive quotes), ``llm_files`` (installing the local model) and ``prompts``.
 """
@@ -19,6 +20,7 @@ from rag.answering.assistant import Assistant, index_status, open_assistant, ref
 from rag.answering.chain import TurnState
 from rag.answering.chat_model import build_openai_model, chat_model_judge
 from rag.answering.citations import MARKER, markers_in, strip_markers
+from rag.answering.library import open_library
 from rag.answering.llamacpp import llamacpp_judge
 from rag.answering.llm_files import install_model, model_path
 from rag.answering.questions import check_question
@@ -34,6 +36,8 @@ from rag.answering.types import (
 )
 from rag.answering.verification import Verifier, verify_by_match
 from rag.index.embeddings import build_embeddings
+from rag.index.ingest import IngestBusyError
+from rag.index.library import DocumentInfo, DocumentLibrary, DocumentNotFoundError, Upload, UploadResult
 from rag.index.store import IndexProblem
 from rag.retrieval import Passage
 from rag.text import normalise, split_sentences
@@ -46,12 +50,18 @@ __all__ = [
     "Assistant",
     "Citation",
     "Delta",
+    "DocumentInfo",
+    "DocumentLibrary",
+    "DocumentNotFoundError",
     "IndexProblem",
+    "IngestBusyError",
     "Passage",
     "QuestionError",
     "Sentence",
     "Turn",
     "TurnState",
+    "Upload",
+    "UploadResult",
     "Verifier",
     "build_embeddings",
     "build_openai_model",
@@ -64,6 +74,7 @@ __all__ = [
     "model_path",
     "normalise",
     "open_assistant",
+    "open_library",
     "refresh_index",
     "split_sentences",
     "strip_markers",

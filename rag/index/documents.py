@@ -44,11 +44,13 @@ class SourceFile:
     sha256: str
 
 
-def discover(corpus_dir: Path) -> list[SourceFile]:
-    """List the loadable files under ``corpus_dir``, sorted, with their content hashes.
+def discover(corpus_dir: Path, prefix: str = "") -> list[SourceFile]:
+    """List the loadable files under ``corpus_dir``, sorted, with their content hashes; each
+    file's ``source`` is ``prefix`` + its path relative to the folder.
 
     Symlinks that resolve outside the corpus folder are skipped, so a planted link cannot pull
-    in files from elsewhere on the machine.
+    in files from elsewhere on the machine. Hidden files and folders are skipped too (uploads
+    are staged in one until they are indexed).
     """
     if not corpus_dir.exists():
         raise CorpusError(f"corpus folder {corpus_dir} does not exist")
@@ -68,7 +70,7 @@ def discover(corpus_dir: Path) -> list[SourceFile]:
             if not real.is_relative_to(root) or not real.is_file():
                 continue
             digest = hashlib.sha256(real.read_bytes()).hexdigest()
-            files.append(SourceFile(real, path.relative_to(root).as_posix(), digest))
+            files.append(SourceFile(real, prefix + path.relative_to(root).as_posix(), digest))
     return files
 
 

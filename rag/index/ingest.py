@@ -15,16 +15,17 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.documents import Document
 
 from rag.config import Settings
-from rag.index.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, discover, load_files
+from rag.index.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, SourceFile, discover, load_files
 from rag.index.embeddings import EmbeddingSpec, spec_of, use_bf16
 from rag.index.lexical import LexicalIndex, fingerprint
 from rag.index.manifest import Manifest
@@ -41,6 +42,9 @@ if TYPE_CHECKING:
 # Bump when splitting changes in a way that must re-chunk every file.
 SPLITTER_VERSION = 8
 FLUSH_CHUNKS = 256
+# Uploaded documents (RAG_UPLOAD_DIR) are named with this prefix, so they never clash with a
+# corpus file of the same name.
+UPLOAD_PREFIX = "uploads/"
 
 ingest_log = logging.getLogger(INGEST_LOG)
 
@@ -104,11 +108,24 @@ def index_status(settings: Settings) -> str | None:
         return "stale: embedding model changed"
     if manifest.splitter != _splitter_params(settings):
         return "stale: chunk or embedding settings changed"
-    current = {f.source: f.sha256 for f in discover(settings.corpus_dir)}
+    current = {f.source: f.sha256 for f in source_files(settings)}
     recorded = {s: e["sha256"] for s, e in manifest.files.items()}
     if current != recorded:
         return "stale: documents changed"
     return None
+
+
+def source_files(
+    settings: Settings, corpus_dir: Path | None = None, staged: Sequence[SourceFile] = ()
+) -> list[SourceFile]:
+    """What the index must hold: the corpus folder's files, the uploaded ones (named
+    ``uploads/...``) and ``staged`` files (an upload being indexed, each already named as it will
+    be once moved into the upload folder: it replaces a file of that name)."""
+    files = {f.source: f for f in discover(corpus_dir or settings.corpus_dir)}
+    if settings.uploads_dir.is_dir():
+        files.update((f.source, f) for f in discover(settings.uploads_dir, UPLOAD_PREFIX))
+    files.update((f.source, f) for f in staged)
+    return [files[source] for source in sorted(files)]
 
 
 def _splitter_params(settings: Settings) -> dict[str, int | str]:
@@ -133,13 +150,18 @@ def ingest(
     progress: Callable[[int, int], None] | None = None,
     force: bool = False,
     metrics: Metrics | None = None,
+    staged: Sequence[SourceFile] = (),
+    before_done: Callable[[Manifest], None] | None = None,
 ) -> IngestReport:
-    """Bring the index in line with the corpus folder and report what changed.
+    """Bring the index in line with the corpus and upload folders and report what changed.
 
     ``embeddings_factory`` is only called when something needs embedding, so an up-to-date
     re-run loads no model. ``progress(done, total)`` is called as chunks are embedded. Another
     ingest's unfinished marker in the store stops the run (``IngestUnfinishedError``) unless
     ``force``. The run is counted in ``metrics`` (the process's by default) and logged.
+    ``staged`` files are indexed as if they were in the upload folder already, and
+    ``before_done(manifest)`` runs after the last write, still under the lock (an upload moves
+    its files into place there: ``rag.index.library``).
     """
     metrics = metrics or process_metrics()
     run_id = new_request_id()
@@ -148,7 +170,9 @@ def ingest(
     error_seen: BaseException | None = None
     report: IngestReport | None = None
     try:
-        report = _ingest(settings, embeddings_factory, corpus_dir, rebuild, client, progress, force)
+        report = _ingest(
+            settings, embeddings_factory, corpus_dir, rebuild, client, progress, force, staged, before_done
+        )
         return report
     except IndexProblem as exc:
         # "busy": another run holds the lock or its marker is in the store (nothing written).
@@ -200,11 +224,13 @@ def _ingest(
     client: ClientAPI | None,
     progress: Callable[[int, int], None] | None,
     force: bool,
+    staged: Sequence[SourceFile] = (),
+    before_done: Callable[[Manifest], None] | None = None,
 ) -> IngestReport:
     started = time.perf_counter()
     corpus = corpus_dir or settings.corpus_dir
     with ingest_lock(settings.data_dir):
-        files = discover(corpus)
+        files = source_files(settings, corpus, staged)
         if not files:
             raise CorpusError(
                 f"no supported documents in {corpus} (looked for {', '.join(SUPPORTED_SUFFIXES)});"
@@ -244,6 +270,8 @@ def _ingest(
                 embeddings_factory,
                 progress,
             )
+            if before_done is not None:
+                before_done(manifest)
         except BaseException:
             try:
                 mark_done(collection, None)  # this run stopped writing; the error says why
@@ -368,7 +396,11 @@ def _flush(
         report.chunks_removed += len(stale)
         report.chunks_added += len(set(new_ids) & new_ids_all)
         report.files_indexed += 1
-        manifest.files[source] = {"sha256": doc.metadata["sha256"], "chunk_ids": new_ids}
+        manifest.files[source] = {
+            "sha256": doc.metadata["sha256"],
+            "chunk_ids": new_ids,
+            "indexed": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
     # Saved after the vectors are stored: a crash before this line only repeats the work.
     manifest.save(settings.manifest_path)
     return sum(len(cs) for _, cs in pending)

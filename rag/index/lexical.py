@@ -11,7 +11,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class LexicalIndex:
     ids: list[str]
     fingerprint: str
     _bm25: Any
+    _id_set: set[str] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def build(cls, ids: list[str], texts: list[str], fingerprint_of: str | None = None) -> LexicalIndex:
@@ -82,6 +83,12 @@ class LexicalIndex:
         # n_threads=0 scores in this thread; 1 starts a worker thread per query (0.5-3 ms here).
         docs, scores = self._bm25.retrieve(tokens, k=k, show_progress=False, n_threads=0, weight_mask=mask)
         return [(self.ids[int(i)], float(s)) for i, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+    def holds(self, chunk_id: str) -> bool:
+        """Whether ``chunk_id`` is one of the chunks this index was built from."""
+        if self._id_set is None or len(self._id_set) != len(self.ids):
+            self._id_set = set(self.ids)
+        return chunk_id in self._id_set
 
     def knows(self, word: str) -> bool:
         """Whether some indexed chunk holds ``word`` (compared stemmed, as the search does)."""

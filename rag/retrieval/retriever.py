@@ -253,8 +253,14 @@ class HybridRetriever:
             include=["documents", "metadatas", "embeddings"],
         )
         found: dict[str, Passage] = {}
-        dense_ids = list(dense["ids"][0])
-        for i, chunk_id in enumerate(dense_ids):
+        dense_ids: list[str] = []
+        for i, chunk_id in enumerate(dense["ids"][0]):
+            # The loaded index is the chunks BM25 was built from: chunks an ingest or an upload
+            # is still writing join when it has finished (``OpenIndex.reload_if_newer``), so a
+            # question asked meanwhile is answered from the index as it was.
+            if self.lexical is not None and not self.lexical.holds(chunk_id):
+                continue
+            dense_ids.append(chunk_id)
             found[chunk_id] = self._passage(
                 chunk_id,
                 (dense["documents"] or [[]])[0][i],
