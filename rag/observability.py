@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from rag.config import Settings
 
 if TYPE_CHECKING:
+    from fastapi import APIRouter
     from prometheus_client import CollectorRegistry
     from starlette.requests import Request
     from starlette.responses import Response
@@ -150,6 +151,16 @@ def metrics_endpoint(metrics: Metrics | None = None) -> Callable[[Request], Awai
         return Response(body, media_type=content_type)
 
     return endpoint
+
+
+def metrics_router(metrics: Metrics | None = None) -> APIRouter:
+    """A FastAPI router with ``GET /metrics`` (kept out of the OpenAPI schema: it is for
+    Prometheus, not for API users)."""
+    from fastapi import APIRouter
+
+    router = APIRouter()
+    router.add_route("/metrics", metrics_endpoint(metrics), methods=["GET"], include_in_schema=False)
+    return router
 
 
 def new_request_id() -> str:

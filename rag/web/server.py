@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
+from rag.observability import metrics_router
 from rag.ratelimit import RateLimiter
 from rag.web.api import ApiState, api_router, install_error_handlers
 from rag.web.app import build_ui, launch_options
@@ -37,7 +38,7 @@ def routers(state: ApiState) -> list[APIRouter]:
     ``state`` (settings, assistant, the shared rate limiter, the signed-in user dependency
     ``state.user``).
     """
-    return [api_router(state)]
+    return [api_router(state), metrics_router()]  # GET /metrics: Prometheus, not in /docs
 
 
 def build_server(
