@@ -51,3 +51,51 @@ def test_binds_loopback_and_requires_sign_in(served: tuple[str, Any]) -> None:
     client = Client(url, auth=("ann", "s3cret"), verbose=False)
     assert "immense failure" in client.predict(question=QUESTION, api_name="/ask")["answer"]
     assert demo._queue.default_concurrency_limit == 2
+
+
+def test_one_server_holds_the_chat_and_the_http_api(tmp_path: Path) -> None:
+    """``launch``'s composition on a real port: the Gradio chat (and its ``/ask`` for
+    gradio_client) and ``/api/ask`` (HTTP Basic, JSON and server-sent events) side by side."""
+    import base64
+    import json
+
+    from gradio_client import Client
+
+    from rag.web.server import build_server
+    from rag.web.server import serve as run
+
+    write_corpus(tmp_path / "corpus")
+    settings = make_settings(tmp_path, port=free_port(), auth=["ann:s3cret"])
+    handle = run(build_server(settings, build_fake_assistant(settings)), settings, block=False)
+    try:
+        url = handle.url.rstrip("/")
+        assert url == f"http://127.0.0.1:{settings.port}"
+        client = Client(url, auth=("ann", "s3cret"), verbose=False)
+        via_gradio = client.predict(question=QUESTION, api_name="/ask")
+
+        def post(accept: str) -> Any:
+            request = urllib.request.Request(
+                url + "/api/ask",
+                data=json.dumps({"question": QUESTION}).encode(),
+                headers={
+                    "Content-Type": "application/json",
+                    "Accept": accept,
+                    "Authorization": "Basic " + base64.b64encode(b"ann:s3cret").decode(),
+                },
+            )
+            return urllib.request.urlopen(request, timeout=30)
+
+        with post("application/json") as response:
+            via_http = json.loads(response.read())
+        with post("text/event-stream") as response:
+            assert response.headers["Content-Type"].startswith("text/event-stream")
+            stream = response.read().decode()
+        assert via_http["answer"] == via_gradio["answer"] and "immense failure" in via_http["answer"]
+        assert stream.startswith("event: delta") and f'"answer": {json.dumps(via_http["answer"])}' in stream
+        with urllib.request.urlopen(url + "/readyz", timeout=10) as ready:
+            assert json.loads(ready.read())["status"] == "ready"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(url + "/config", timeout=10)
+        assert refused.value.code == 401
+    finally:
+        handle.close()
