@@ -105,7 +105,9 @@ def test_an_upload_is_indexed_kept_and_survives_a_later_ingest(
     seen: list[tuple[int, int]] = []
     [result] = library.add([Upload("zephyr.md", FACT.encode())], progress=lambda d, t: seen.append((d, t)))
     assert result.ok and result.source == "uploads/zephyr.md" and result.chunks >= 1
-    assert result.message == f"zephyr.md: indexed with {result.chunks} chunk{'s' if result.chunks > 1 else ''}."
+    assert (
+        result.message == f"zephyr.md: indexed with {result.chunks} chunk{'s' if result.chunks > 1 else ''}."
+    )
     assert seen and seen[-1][0] == seen[-1][1] == result.chunks
     # Only the new file was embedded; everything indexed before is still there.
     assert embeddings.texts == result.chunks
@@ -120,7 +122,9 @@ def test_an_upload_is_indexed_kept_and_survives_a_later_ingest(
     assert "uploads/zephyr.md" in {d.source for d in library.documents()}
 
 
-def test_an_upload_of_the_same_name_replaces_the_old_one(settings: Settings, library: DocumentLibrary) -> None:
+def test_an_upload_of_the_same_name_replaces_the_old_one(
+    settings: Settings, library: DocumentLibrary
+) -> None:
     library.add([Upload("zephyr.md", FACT.encode())])
     old = set(Manifest.load(settings.manifest_path).files["uploads/zephyr.md"]["chunk_ids"])
     [result] = library.add([Upload("zephyr.md", b"# Zephyr\n\nRecalibrated in 1950 by someone else.\n")])
@@ -169,10 +173,16 @@ def test_good_and_bad_files_in_one_batch_each_get_their_line(library: DocumentLi
     results = library.add(
         [Upload("tool.exe", b"MZ"), Upload("zephyr.md", FACT.encode()), Upload("empty.txt", b"")]
     )
-    assert [(r.name, r.ok) for r in results] == [("tool.exe", False), ("zephyr.md", True), ("empty.txt", False)]
+    assert [(r.name, r.ok) for r in results] == [
+        ("tool.exe", False),
+        ("zephyr.md", True),
+        ("empty.txt", False),
+    ]
 
 
-def test_an_upload_from_a_temporary_file(settings: Settings, library: DocumentLibrary, tmp_path: Path) -> None:
+def test_an_upload_from_a_temporary_file(
+    settings: Settings, library: DocumentLibrary, tmp_path: Path
+) -> None:
     spooled = tmp_path / "gradio-tmp" / "zephyr.md"
     spooled.parent.mkdir()
     spooled.write_text(FACT)
@@ -198,7 +208,9 @@ def test_removing_a_document_deletes_its_chunks_bm25_entries_and_file(
     assert index_status(settings) is None
 
 
-@pytest.mark.parametrize("source", ["nothing.md", "uploads/nothing.md", "../corpus/article.md", "/etc/passwd"])
+@pytest.mark.parametrize(
+    "source", ["nothing.md", "uploads/nothing.md", "../corpus/article.md", "/etc/passwd"]
+)
 def test_removing_an_unknown_document_is_not_found(
     settings: Settings, library: DocumentLibrary, source: str
 ) -> None:
@@ -246,11 +258,20 @@ library.add([Upload("zephyr.md", sys.argv[3].encode())], progress=lambda done, t
 """
 
 
-def test_an_upload_killed_while_indexing_leaves_the_index_consistent_after_a_restart(settings: Settings) -> None:
+def test_an_upload_killed_while_indexing_leaves_the_index_consistent_after_a_restart(
+    settings: Settings,
+) -> None:
     ingest(settings, HashingEmbeddings)
     before = store_ids(settings)
     run = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(KILLED_UPLOAD), str(settings.corpus_dir), str(settings.data_dir), FACT],
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(KILLED_UPLOAD),
+            str(settings.corpus_dir),
+            str(settings.data_dir),
+            FACT,
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -69,8 +69,12 @@ class Upload:
     name: str
     data: bytes | None = None
     path: Path | None = None
+    # The size a server saw before reading a file it will refuse as too large.
+    declared_size: int | None = None
 
     def size(self) -> int:
+        if self.declared_size is not None:
+            return self.declared_size
         if self.data is not None:
             return len(self.data)
         return self.path.stat().st_size if self.path is not None else 0
@@ -118,6 +122,7 @@ class DocumentPassage:
     index: int
     section: str
     text: str
+    chunk_id: str = ""
 
 
 def check_name(name: str) -> str | None:
@@ -220,13 +225,17 @@ class DocumentLibrary:
         """The passages of document ``source`` in document order; ``DocumentNotFoundError`` when
         no document has that name."""
         got = self._collection().get(where={"source": source}, include=["documents", "metadatas"])
-        rows: list[tuple[int, str, str]] = []
-        for text, stored in zip(got.get("documents") or [], got.get("metadatas") or [], strict=True):
+        rows: list[tuple[int, str, str, str]] = []
+        for chunk_id, text, stored in zip(
+            got["ids"], got.get("documents") or [], got.get("metadatas") or [], strict=True
+        ):
             meta: dict[str, Any] = dict(stored or {})
-            rows.append((int(meta.get("chunk_index") or 0), str(meta.get("section") or ""), str(text or "")))
+            rows.append(
+                (int(meta.get("chunk_index") or 0), str(meta.get("section") or ""), str(text or ""), chunk_id)
+            )
         if not rows:
             raise DocumentNotFoundError(f"no indexed document is named {source!r}")
-        return [DocumentPassage(i, section, text) for i, section, text in sorted(rows)]
+        return [DocumentPassage(i, section, text, chunk_id) for i, section, text, chunk_id in sorted(rows)]
 
     # -- adding ----------------------------------------------------------------------------------
 

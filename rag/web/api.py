@@ -28,7 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from rag.answering import Answer, AnswererError, Assistant, Delta, IndexProblem, QuestionError, check_question
+from rag.answering import (
+    Answer,
+    AnswererError,
+    Assistant,
+    Delta,
+    DocumentLibrary,
+    IndexProblem,
+    QuestionError,
+    check_question,
+)
 from rag.config import Settings
 from rag.ratelimit import RateLimiter
 
@@ -66,12 +75,15 @@ class AskRequest(BaseModel):
 @dataclass
 class ApiState:
     """What the HTTP routers share: the settings, the assistant (None, with ``problem``, when the
-    index could not be opened), the chat's rate limiter, and a cap on concurrent answers."""
+    index could not be opened), the chat's rate limiter, the documents service, and a cap on
+    concurrent answers."""
 
     settings: Settings
     assistant: Assistant | None
     problem: str | None = None
     limiter: RateLimiter | None = None
+    # The documents service of /api/documents (rag.web.documents_api); None: those answer 503.
+    library: DocumentLibrary | None = None
     answering: threading.BoundedSemaphore = field(init=False)
 
     def __post_init__(self) -> None:

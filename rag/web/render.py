@@ -10,7 +10,9 @@ runs::
     >>> highlight("One. Two <b>bold</b>. Three.", "Two <b>bold</b>.")
     'One. <mark>Two &lt;b&gt;bold&lt;/b&gt;.</mark> Three.'
 
-Answer ``t``'s marker ``[n]`` links to ``#src-t-n``, the id of that citation in the sources panel.
+Answer ``t``'s marker ``[n]`` links to ``#src-t-n``, the id of that citation in the sources panel;
+each citation links to its document in the documents view (``document_link``), whose table and
+passages are rendered here too (``documents_html``, ``document_html``).
 """
 
 from __future__ import annotations
@@ -126,8 +128,110 @@ def _citation_html(turn: int, citation: Mapping[str, Any], open_: bool) -> str:
         f'<details class="src" id="{source_id(turn, n)}"{" open" if open_ else ""}>'
         f'<summary><span class="src-n">[{n}]</span> <span class="src-title">{title}</span>{byline}'
         f"{' › ' + where if where else ''}</summary>"
-        f'<div class="src-body"><div class="src-meta"><code>{source}</code> {link}</div>'
+        f'<div class="src-body"><div class="src-meta"><code>{source}</code> {link}'
+        f"{document_link(str(citation.get('source') or ''), str(citation.get('chunk_id') or ''))}</div>"
         f'<div class="src-text">{passage}</div></div></details>'
+    )
+
+
+def document_link(source: str, chunk_id: str = "", label: str = "in Documents") -> str:
+    """A link that opens document ``source`` in the documents view (at passage ``chunk_id``);
+    the page's script reads the ``data-`` attributes (escaped, so a name cannot break out).
+
+    >>> document_link("a&b.md")
+    '<a class="doc-link" href="#documents" data-source="a&amp;b.md" data-chunk="">in Documents</a>'
+    """
+    if not source:
+        return ""
+    return (
+        f'<a class="doc-link" href="#documents" data-source="{html.escape(source, quote=True)}"'
+        f' data-chunk="{html.escape(chunk_id, quote=True)}">{html.escape(label)}</a>'
+    )
+
+
+def _safe_url(url: Any) -> str:
+    # Only http(s) links: a document cannot smuggle a javascript: URL into the page.
+    if isinstance(url, str) and url.startswith(("http://", "https://")):
+        return (
+            f'<a class="src-url" href="{html.escape(url, quote=True)}" target="_blank"'
+            f' rel="noopener noreferrer">{html.escape(url)}</a>'
+        )
+    return ""
+
+
+DOCUMENT_FIELDS = ("title", "file_name", "source", "author", "publication")
+
+
+def matches(doc: Mapping[str, Any], query: str) -> bool:
+    """Whether every word of ``query`` is in the document's title, file name, author or
+    publication (case ignored).
+
+    >>> matches({"title": "Economy of Iran", "author": ""}, "iran econ")
+    True
+    """
+    hay = " ".join(str(doc.get(k) or "") for k in DOCUMENT_FIELDS).lower()
+    return all(word in hay for word in query.lower().split())
+
+
+def documents_html(docs: Sequence[Mapping[str, Any]], query: str = "") -> str:
+    """The documents view's table (``DocumentInfo.to_dict()`` rows), filtered by ``query``;
+    every title opens the document (``document_link``), everything from a document escaped."""
+    shown = [d for d in docs if matches(d, query)]
+    count = f"{len(shown)} of {len(docs)} documents" if query.strip() else f"{len(docs)} documents"
+    if not shown:
+        empty = "No document matches the filter." if docs else "No documents are indexed yet."
+        return f'<div class="doc-count">{html.escape(count)}</div><div class="doc-empty">{empty}</div>'
+    rows = []
+    for d in shown:
+        source = str(d.get("source") or "")
+        title = document_link(source, label=str(d.get("title") or source))
+        indexed = str(d.get("indexed") or "")
+        when = html.escape(indexed[:16].replace("T", " "))
+        rows.append(
+            f'<tr data-source="{html.escape(source, quote=True)}"><td class="doc-title">{title}</td>'
+            f"<td><code>{html.escape(str(d.get('file_name') or ''))}</code></td>"
+            f"<td>{html.escape(str(d.get('author') or ''))}</td>"
+            f"<td>{html.escape(str(d.get('publication') or ''))}</td>"
+            f'<td class="doc-num">{int(d.get("chunks") or 0):,}</td>'
+            f'<td title="{html.escape(indexed, quote=True)}">{when}</td>'
+            f"<td>{_safe_url(d.get('url'))}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("Title", "File", "Author", "Publication", "Chunks", "Indexed (UTC)", "Source")
+    )
+    return (
+        f'<div class="doc-count">{html.escape(count)}</div>'
+        f'<table class="doc-table"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+    )
+
+
+def document_html(doc: Mapping[str, Any], passages: Sequence[Mapping[str, Any]], cited: str = "") -> str:
+    """One document: its title and byline, then its passages in order, rendered and escaped as
+    in the sources panel; passage ``cited`` (a chunk id) is marked, for the page to scroll to."""
+    title = html.escape(str(doc.get("title") or doc.get("source") or "Untitled"))
+    named = ", ".join(x for x in (str(doc.get(k) or "").strip() for k in ("author", "publication")) if x)
+    byline = f'<span class="src-by"> — {html.escape(named)}</span>' if named else ""
+    items = []
+    for p in passages:
+        section = str(p.get("section") or "")
+        mark = str(p.get("chunk_id") or "") == cited and bool(cited)
+        text = (
+            f"<mark>{html.escape(str(p.get('text') or ''))}</mark>"
+            if mark
+            else html.escape(str(p.get("text") or ""))
+        )
+        items.append(
+            f'<div class="src doc-passage{" cited" if mark else ""}" id="doc-p-{int(p.get("index") or 0)}">'
+            + (f'<div class="src-section">{html.escape(section)}</div>' if section else "")
+            + f'<div class="src-text">{text}</div></div>'
+        )
+    chunks = f"{len(passages)} passage{'s' if len(passages) != 1 else ''}"
+    source = html.escape(str(doc.get("source") or ""))
+    return (
+        f'<div class="doc-head"><span class="src-title">{title}</span>{byline}</div>'
+        f'<div class="src-meta"><code>{source}</code> {_safe_url(doc.get("url"))} · {chunks}</div>'
+        f"{''.join(items)}"
     )
 
 
