@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TAB_ID = "documents"
-UPLOAD_TYPES = [".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx"]
 
 DOCUMENTS_CSS = """
 .doc-hidden { display: none !important; }
@@ -205,8 +204,9 @@ def build_documents_tab(view: DocumentsView, demo: gr.Blocks, tabs: gr.Tabs) -> 
         with gr.Column(visible=False) as admin:
             files = gr.File(
                 label="Add documents (.md, .txt, .html, .pdf, .docx)",
+                # No file_types: the browser would refuse other types silently; the server
+                # refuses them with the reason instead.
                 file_count="multiple",
-                file_types=UPLOAD_TYPES,
                 elem_id="doc-upload",
             )
             send = gr.Button("Upload and index", variant="primary", elem_id="doc-upload-send")
