@@ -1,7 +1,8 @@
 """The web chat: a Gradio UI over the answering API (``Assistant``).
 
 ``WebChat`` holds the callbacks as plain methods (unit-tested without a server); ``build_ui``
-wires them into ``gr.Blocks``; ``launch`` opens (or builds) the index and serves::
+wires them into ``gr.Blocks``; ``launch`` opens (or builds) the index and serves the chat with
+the HTTP API beside it (``rag.web.server``, ``rag.web.api``)::
 
     chat = WebChat(assistant, settings)
     views = list(chat.respond("What policy does the author call an immense failure?", []))
@@ -29,14 +30,19 @@ from rag.answering import (
     AnswererError,
     Assistant,
     Delta,
+    DocumentLibrary,
     IndexProblem,
     QuestionError,
+    build_embeddings,
     check_question,
     open_assistant,
+    open_library,
 )
 from rag.config import Settings
 from rag.feedback import record_feedback
+from rag.observability import configure_logging
 from rag.ratelimit import RateLimiter
+from rag.web.documents import DOCUMENTS_CSS, DOCUMENTS_JS
 from rag.web.render import answer_markdown, escape_markdown, sources_html, status_line
 
 if TYPE_CHECKING:
@@ -130,7 +136,7 @@ class WebChat:
 
     def __post_init__(self) -> None:
         if self.limiter is None:
-            self.limiter = RateLimiter(self.settings.rate_limit_per_minute)
+            self.limiter = RateLimiter(self.settings.rate_limit_per_minute, frontend="web")
         if self.feedback_path is None:
             self.feedback_path = self.settings.feedback_path
 
@@ -186,7 +192,8 @@ class WebChat:
         except IndexProblem as exc:  # e.g. the Chroma server is down: say so, keep serving
             turn["error"] = f"The document index is not available: {exc}"
         except Exception:
-            log.exception("answering %r failed", cleaned)
+            # The question's text stays out of the logs (RAG_LOG_QUESTIONS governs that).
+            log.exception("answering a question failed")
             turn["error"] = "Something went wrong while answering; the error was logged. Please try again."
         if turn["answer"] is None and turn["error"] is None:
             turn["error"] = "No answer was produced. Please try again."
@@ -318,9 +325,13 @@ def build_ui(
     problem: str | None = None,
     limiter: RateLimiter | None = None,
     examples: Sequence[str] = EXAMPLES,
+    library: DocumentLibrary | None = None,
 ) -> gr.Blocks:
-    """The Gradio Blocks of the chat (serve it with ``serve``, which applies the settings)."""
+    """The Gradio Blocks of the chat (serve it with ``serve``, which applies the settings), with
+    the documents view of ``library`` in a tab beside it (``rag.web.documents``)."""
     import gradio as gr
+
+    from rag.web.documents import DocumentsView, build_documents_tab
 
     chat = WebChat(assistant, settings, problem=problem, limiter=limiter, examples=examples)
 
@@ -370,32 +381,35 @@ def build_ui(
         with gr.Row(equal_height=False):
             gr.Markdown(f"## {TITLE}")
             gr.Markdown(chat.status(), elem_id="status")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                chatbot = gr.Chatbot(
-                    elem_id="chat",
-                    label="Chat",
-                    height="62vh",
-                    placeholder="Ask a question about the documents. Every answer cites its passages.",
-                    examples=[{"text": q} for q in chat.examples],
-                    latex_delimiters=[],
-                    buttons=["copy"],
-                )
-                notice = gr.Markdown("", elem_id="notice")
-                with gr.Row():
-                    box = gr.Textbox(
-                        placeholder="Your question…",
-                        show_label=False,
-                        scale=6,
-                        max_lines=6,
-                        autofocus=True,
-                        elem_id="question",
+        with gr.Tabs(elem_id="tabs") as tabs:
+            with gr.Tab("Chat", id="chat", elem_id="chat-tab"), gr.Row(equal_height=False):
+                with gr.Column(scale=3):
+                    chatbot = gr.Chatbot(
+                        elem_id="chat",
+                        label="Chat",
+                        height="62vh",
+                        placeholder="Ask a question about the documents. Every answer cites its passages.",
+                        examples=[{"text": q} for q in chat.examples],
+                        latex_delimiters=[],
+                        buttons=["copy"],
                     )
-                    send = gr.Button("Ask", variant="primary", scale=1, elem_id="send")
-                new = gr.Button("New chat", size="sm", elem_id="new-chat")
-            with gr.Column(scale=2):
-                gr.Markdown("### Sources")
-                sources = gr.HTML(sources_html([]), elem_id="sources")
+                    notice = gr.Markdown("", elem_id="notice")
+                    with gr.Row():
+                        box = gr.Textbox(
+                            placeholder="Your question…",
+                            show_label=False,
+                            scale=6,
+                            max_lines=6,
+                            autofocus=True,
+                            elem_id="question",
+                        )
+                        send = gr.Button("Ask", variant="primary", scale=1, elem_id="send")
+                    new = gr.Button("New chat", size="sm", elem_id="new-chat")
+                with gr.Column(scale=2):
+                    gr.Markdown("### Sources")
+                    sources = gr.HTML(sources_html([]), elem_id="sources")
+            if library is not None or problem is not None:
+                build_documents_tab(DocumentsView(library, problem), demo, tabs)
 
         outputs = [box, send, chatbot, turns, sources, notice]
         answer_events = {"concurrency_id": "answer", "api_visibility": "private"}
@@ -415,7 +429,8 @@ def build_ui(
 
 
 def launch_options(settings: Settings) -> dict[str, Any]:
-    """Keyword arguments for ``Blocks.launch``: address, users, offline page assets."""
+    """The chat's serving options (``Blocks.launch``'s names; ``rag.web.server.mount_chat``
+    applies them): address, users, page assets."""
     auth = [tuple(pair.split(":", 1)) for pair in settings.auth] or None
     return {
         "server_name": settings.host,
@@ -424,8 +439,9 @@ def launch_options(settings: Settings) -> dict[str, Any]:
         "auth_message": "Sign in to ask the documents." if auth else None,
         "share": False,
         "footer_links": ["api"],
-        "css": CSS,
-        "js": JS,
+        "css": CSS + DOCUMENTS_CSS,
+        # One script for the page: the chat's and the documents view's click handlers.
+        "js": f"() => {{ ({JS.strip()})(); ({DOCUMENTS_JS.strip()})(); }}",
     }
 
 
@@ -433,24 +449,56 @@ def assistant_or_problem(
     settings: Settings, *, embeddings: Embeddings | None = None
 ) -> tuple[Assistant | None, str | None]:
     """The assistant the chat serves, its index built or updated from the corpus first if need
-    be (``open_assistant(..., ensure_index=True)``); or None and the message the chat shows
-    in place of answers when there is no usable index."""
+    be (``open_assistant(..., ensure_index=True)``, unless ``RAG_INGEST_ON_START=false``: a
+    replica that must never write); or None and the message the chat shows in place of answers
+    when there is no usable index."""
     try:
-        return open_assistant(settings, embeddings=embeddings, ensure_index=True, progress=log.warning), None
+        assistant = open_assistant(
+            settings,
+            embeddings=embeddings,
+            ensure_index=settings.ingest_on_start,
+            progress=log.warning,
+            frontend="web",
+        )
+        return assistant, None
     except IndexProblem as exc:
         return None, f"{exc}. Fix it and run `rag ingest`, then restart the chat."
 
 
 def serve(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> Any:
-    """Serve ``demo`` on ``settings.host:settings.port`` (127.0.0.1:7860 by default)."""
-    demo.queue(default_concurrency_limit=settings.concurrency)
-    return demo.launch(prevent_thread_lock=not block, **launch_options(settings))
+    """Serve ``demo`` alone (no HTTP API) on ``settings.host:settings.port``, mounted and run as
+    ``launch`` does (``rag.web.server``); ``demo.close()`` stops it."""
+    from fastapi import FastAPI
+
+    from rag.web.server import mount_chat
+    from rag.web.server import serve as run
+
+    return run(
+        mount_chat(FastAPI(docs_url=None, redoc_url=None), demo, settings), settings, block=block, demo=demo
+    )
+
+
+def open_documents(
+    settings: Settings, assistant: Assistant | None, embeddings: Embeddings | None = None
+) -> DocumentLibrary | None:
+    """The documents service beside ``assistant`` (its uploads embedded with ``embeddings``, the
+    model the assistant already loaded); None without an assistant (no index to show)."""
+    if assistant is None:
+        return None
+    return open_library(settings, embeddings=embeddings, assistant=assistant)
 
 
 def launch(settings: Settings) -> None:
-    """Open (or build) the index, build the UI and serve it: ``python app.py``, ``rag serve``."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    assistant, problem = assistant_or_problem(settings)
+    """Open (or build) the index, then serve the chat and the HTTP API (``rag.web.server``):
+    ``python app.py``, ``rag serve``."""
+    from rag.web.server import build_server
+    from rag.web.server import serve as run
+
+    configure_logging(settings)
+    # One embedding model for the answers and the uploads.
+    embeddings = build_embeddings(settings)
+    assistant, problem = assistant_or_problem(settings, embeddings=embeddings)
     if problem:
         log.error("%s", problem)
-    serve(build_ui(assistant, settings, problem=problem), settings)
+    library = open_documents(settings, assistant, embeddings)
+    run(build_server(settings, assistant, problem=problem, library=library), settings)

@@ -20,13 +20,14 @@ from rag.observability import metrics_router
 from rag.ratelimit import RateLimiter
 from rag.web.api import ApiState, api_router, install_error_handlers
 from rag.web.app import build_ui, launch_options
+from rag.web.documents_api import documents_router
 from rag.web.theme import chat_theme
 
 if TYPE_CHECKING:
     import gradio as gr
     from fastapi import APIRouter, FastAPI
 
-    from rag.answering import Assistant
+    from rag.answering import Assistant, DocumentLibrary
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,8 @@ def routers(state: ApiState) -> list[APIRouter]:
     ``state`` (settings, assistant, the shared rate limiter, the signed-in user dependency
     ``state.user``).
     """
-    return [api_router(state), metrics_router()]  # GET /metrics: Prometheus, not in /docs
+    # GET /metrics: Prometheus, not in /docs
+    return [api_router(state), documents_router(state), metrics_router()]
 
 
 def build_server(
@@ -49,19 +51,24 @@ def build_server(
     limiter: RateLimiter | None = None,
     demo: gr.Blocks | None = None,
     extra_routers: Sequence[APIRouter] = (),
+    library: DocumentLibrary | None = None,
 ) -> FastAPI:
     """The FastAPI app: the HTTP API and the chat (``build_ui``) on one server.
 
     ``assistant`` is None when the index could not be opened (``problem`` says why): the chat
     shows that, ``/readyz`` answers 503 with it. The chat and the API count questions against one
     ``limiter`` (a user asking both ways gets one allowance). ``demo`` replaces the chat's UI
-    (tests), ``extra_routers`` are included after ``routers(state)``.
+    (tests), ``extra_routers`` are included after ``routers(state)``. ``library`` is the
+    documents service of the documents view and ``/api/documents`` (None: they say the index is
+    not open).
     """
     from fastapi_offline import FastAPIOffline
 
     if limiter is None:  # not ``limiter or ...``: an unused limiter has len() 0, so is falsy
         limiter = RateLimiter(settings.rate_limit_per_minute, frontend="web")
-    state = ApiState(settings=settings, assistant=assistant, problem=problem, limiter=limiter)
+    state = ApiState(
+        settings=settings, assistant=assistant, problem=problem, limiter=limiter, library=library
+    )
     # FastAPI's own /docs page loads Swagger UI from a CDN; fastapi-offline's serves the same
     # page from files in its package, so /docs works with no internet.
     app = FastAPIOffline(
@@ -75,7 +82,7 @@ def build_server(
     for router in (*routers(state), *extra_routers):
         app.include_router(router)
     if demo is None:
-        demo = build_ui(assistant, settings, problem=problem, limiter=limiter)
+        demo = build_ui(assistant, settings, problem=problem, limiter=limiter, library=library)
     return mount_chat(app, demo, settings)
 
 
@@ -98,8 +105,10 @@ def mount_chat(app: FastAPI, demo: gr.Blocks, settings: Settings) -> FastAPI:
         theme=chat_theme(),
         css=options["css"],
         js=options["js"],
+        # launch()'s defaults where mount_gradio_app's differ: unexpected errors are not shown
+        # to users (gr.Error messages still are), no server-side rendering (no Node).
+        show_error=False,
         ssr_mode=False,
-        run_history=False,
     )
 
 
