@@ -1,6 +1,6 @@
 """Retrieval and answer latency over the golden questions, on an index of the default corpus.
 
-Retrieval is ``HybridRetriever.retrieve`` as the chain calls it (question embedding, Chroma
+Retrieval is ``HybridRetriever.invoke`` as the chain calls it (question embedding, Chroma
 query, BM25, fusion), timed per question; the question embedding alone is timed too. The
 extractive answer is ``Assistant.ask`` end to end (condense, retrieval, sentence ranking,
 citations) from ``rag.answering.open_assistant``, follow-up questions with their history.
@@ -42,7 +42,7 @@ def measure(data: Path, passes: int, limit: int | None) -> dict[str, Any]:
     result["chunks"] = index.chunks
 
     for q in questions:  # warm-up: first calls pay for lazy initialisation
-        retriever.retrieve(q, settings.top_k)
+        retriever.invoke(q, k=settings.top_k)
     embed_times: list[float] = []
     retrieve_times: list[float] = []
     for _ in range(passes):
@@ -51,7 +51,7 @@ def measure(data: Path, passes: int, limit: int | None) -> dict[str, Any]:
             embeddings.embed_query(q)
             embed_times.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            retriever.retrieve(q, settings.top_k)
+            retriever.invoke(q, k=settings.top_k)
             retrieve_times.append(time.perf_counter() - t0)
     result["embed_query"] = summary_ms(embed_times)
     result["retrieval"] = summary_ms(retrieve_times)

@@ -173,11 +173,11 @@ def hybrid_retrieval(
         collection=collection, embeddings=embeddings, lexical=lexical, settings=settings
     )
     for q in questions[:5]:
-        retriever.retrieve(q, settings.top_k)
+        retriever.invoke(q, k=settings.top_k)
     times = []
     for q in questions:
         t0 = time.perf_counter()
-        retriever.retrieve(q, settings.top_k)
+        retriever.invoke(q, k=settings.top_k)
         times.append(time.perf_counter() - t0)
     out = {
         "chunks": size,

@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
 
 from rag.answering import Assistant
 from rag.answering.assistant import open_index
@@ -17,7 +20,7 @@ from rag.config import Settings
 from rag.evaluation.harness import GoldenError, Pipeline, answerer_settings, evaluate, load_questions, run_cli
 from rag.evaluation.metrics import ExactJudge
 from rag.evaluation.report import check_gate, compare_markdown, load_thresholds
-from rag.retrieval import HybridRetriever, Passage
+from rag.retrieval import HybridRetriever
 from tests.fakes import HashingEmbeddings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -93,14 +96,15 @@ THRESHOLDS = {
 }
 
 
-class IrrelevantRetriever:
+class IrrelevantRetriever(BaseRetriever):
     """A deliberately broken retriever: whatever the question, it returns passages about kimchi."""
 
-    def __init__(self, inner: HybridRetriever) -> None:
-        self.inner = inner
+    inner: HybridRetriever
 
-    def retrieve(self, query: str, k: int, **options: Any) -> list[Passage]:
-        return self.inner.retrieve("kimchi fermented vegetable dish", k, **options)
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **options: Any
+    ) -> list[Document]:
+        return self.inner.invoke("kimchi fermented vegetable dish", **options)
 
 
 def fake_pipeline(settings: Settings, name: str, embeddings: Any, *, broken: bool = False) -> Pipeline:
@@ -109,7 +113,7 @@ def fake_pipeline(settings: Settings, name: str, embeddings: Any, *, broken: boo
         collection=index.collection, embeddings=embeddings, lexical=index.lexical, settings=settings
     )
     if broken:
-        retriever = IrrelevantRetriever(retriever)
+        retriever = IrrelevantRetriever(inner=retriever)
     answerer = ExtractiveAnswerer(embeddings, min_score=0.1)
     chain = build_chain(retriever=retriever, answerer=answerer, settings=settings)
     retrieval = build_retrieval(retriever=retriever, settings=settings)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rag.answering.assistant import open_index
+from rag.answering.chain import ranked_passages
 from rag.config import Settings
 from rag.index.ingest import ingest
 from rag.retrieval import HybridRetriever, Passage
@@ -54,9 +55,9 @@ def test_article_questions_reach_the_bylined_document_only_with_the_lever(
 ) -> None:
     r, settings = retriever
     r.settings = settings.model_copy(update={"route_authored": False})
-    assert "op-ed.md" not in [p.source for p in r.retrieve(QUESTION, settings.top_k)]
+    assert "op-ed.md" not in [p.source for p in ranked_passages(r, QUESTION, settings.top_k)]
     r.settings = settings.model_copy(update={"route_authored": True})
-    top = r.retrieve(QUESTION, settings.top_k)
+    top = ranked_passages(r, QUESTION, settings.top_k)
     assert "op-ed.md" in [p.source for p in top]
     assert any("tighten loopholes" in p.text for p in top)
 
@@ -67,18 +68,18 @@ def test_questions_without_an_article_reference_are_left_alone(
     r, settings = retriever
     question = "What did the Security Council diplomats meet on?"
     r.settings = settings.model_copy(update={"route_authored": False})
-    before = [p.chunk_id for p in r.retrieve(question, settings.top_k)]
+    before = [p.chunk_id for p in ranked_passages(r, question, settings.top_k)]
     r.settings = settings.model_copy(update={"route_authored": True})
-    assert [p.chunk_id for p in r.retrieve(question, settings.top_k)] == before
+    assert [p.chunk_id for p in ranked_passages(r, question, settings.top_k)] == before
 
 
 def test_k_is_the_callers_not_the_settings(retriever: tuple[HybridRetriever, Settings]) -> None:
     """``retrieve`` returns the ``k`` passages it is asked for (the settings say top_k 3); a
     deeper ranking begins with them."""
     r, settings = retriever
-    two = r.retrieve(QUESTION, 2)
+    two = ranked_passages(r, QUESTION, 2)
     assert len(two) == 2 and settings.top_k == 3
-    deeper = r.retrieve(QUESTION, 2, depth=4)
+    deeper = ranked_passages(r, QUESTION, 2, depth=4)
     assert len(deeper) == 4 and [p.chunk_id for p in deeper[:2]] == [p.chunk_id for p in two]
 
 
@@ -125,7 +126,7 @@ def test_every_document_bylined_means_no_routing(tmp_path: Path) -> None:
     ingest(settings, lambda: embeddings)
     r = open_index(settings, embeddings).retriever(embeddings, settings)
     assert r.bylines() == {}
-    assert r.retrieve(QUESTION, settings.top_k)
+    assert ranked_passages(r, QUESTION, settings.top_k)
 
 
 def test_an_article_question_is_not_refused_for_a_low_cosine_alone(
@@ -171,13 +172,14 @@ def test_each_part_of_a_two_part_question_gets_a_place_in_the_top_k(
 
     monkeypatch.setattr(r, "_rank", rank)
     r.settings = settings.model_copy(update={"split_questions": False})
-    assert [p.chunk_id for p in r.retrieve(TWO_PART, settings.top_k)] == ["mtcr-1", "mtcr-2", "mtcr-3"]
+    plain = ranked_passages(r, TWO_PART, settings.top_k)
+    assert [p.chunk_id for p in plain] == ["mtcr-1", "mtcr-2", "mtcr-3"]
     r.settings = settings.model_copy(update={"split_questions": True})
-    top = r.retrieve(TWO_PART, settings.top_k)
+    top = ranked_passages(r, TWO_PART, settings.top_k)
     assert [p.chunk_id for p in top] == ["mtcr-1", "mtcr-2", "nsg-1"]
     # Asked for more (the eval takes 10 to score evidence@5 and @10), the first top_k are still
     # the ones a user gets.
-    deeper = r.retrieve(TWO_PART, settings.top_k, depth=5)
+    deeper = ranked_passages(r, TWO_PART, settings.top_k, depth=5)
     assert [p.chunk_id for p in deeper][:3] == ["mtcr-1", "mtcr-2", "nsg-1"]
     whole = np.asarray(r.embeddings.embed_query(TWO_PART))
     # The similarity stays the one to the whole question (the refusal threshold reads it).
@@ -248,11 +250,11 @@ def test_a_question_spelling_out_a_title_keeps_that_document_in_the_top_k(
     ingest(settings, lambda: embeddings)
     r = open_index(settings, embeddings).retriever(embeddings, settings)
     assert r.title_phrases()[("nuclear", "suppliers", "group")] == "nsg.md"
-    top = r.retrieve("When was the Nuclear Suppliers Group founded?", settings.top_k)
+    top = ranked_passages(r, "When was the Nuclear Suppliers Group founded?", settings.top_k)
     assert len(top) == 3
     assert ("nsg.md" in [p.source for p in top]) is lever
     # Not a name: the same words out of order leave the ranking alone.
-    reordered = r.retrieve("Which group of nuclear suppliers was founded?", settings.top_k)
+    reordered = ranked_passages(r, "Which group of nuclear suppliers was founded?", settings.top_k)
     assert "nsg.md" not in [p.source for p in reordered]
 
 

@@ -43,6 +43,7 @@ def test_the_lexical_index_knows_words_in_any_inflection() -> None:
 
 def test_a_misspelt_question_is_searched_as_meant(tmp_path: Path) -> None:
     from rag.answering.assistant import open_index
+    from rag.answering.chain import ranked_passages
     from rag.index.ingest import ingest
     from tests.conftest import make_settings
     from tests.fakes import HashingEmbeddings, write_corpus
@@ -56,7 +57,7 @@ def test_a_misspelt_question_is_searched_as_meant(tmp_path: Path) -> None:
     # Words the tiny index holds, misspelt ("article" it does not hold, so "artcle" would stay).
     typo = QUESTION.replace("diplomats", "diplomatts").replace("Council", "Councel")
     assert typo != QUESTION
-    as_meant = [p.chunk_id for p in r.retrieve(QUESTION, settings.top_k)]
-    assert [p.chunk_id for p in r.retrieve(typo, settings.top_k)] == as_meant
+    as_meant = [p.chunk_id for p in ranked_passages(r, QUESTION, settings.top_k)]
+    assert [p.chunk_id for p in ranked_passages(r, typo, settings.top_k)] == as_meant
     r.settings = settings.model_copy(update={"correct_spelling": False})
-    assert [p.chunk_id for p in r.retrieve(typo, settings.top_k)] != as_meant
+    assert [p.chunk_id for p in ranked_passages(r, typo, settings.top_k)] != as_meant

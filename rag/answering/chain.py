@@ -17,8 +17,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
+from typing import Any
 
+from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import Runnable, RunnableGenerator, RunnableLambda
 
 from rag.answering import prompts
@@ -31,11 +32,15 @@ from rag.config import Settings
 from rag.retrieval import Passage, fuse_passages
 from rag.text import best_quote, split_sentences
 
+# The chain's retriever: ``HybridRetriever``, or any LangChain retriever whose documents carry
+# ``Passage.to_document``'s metadata and that takes ``k``, ``sources`` and ``depth`` in ``invoke``.
+Retriever = BaseRetriever
 
-class Retriever(Protocol):
-    def retrieve(
-        self, query: str, k: int, *, sources: Sequence[str] | None = None, depth: int | None = None
-    ) -> list[Passage]: ...
+
+def ranked_passages(retriever: Retriever, query: str, k: int, **options: Any) -> list[Passage]:
+    """The retriever's documents for ``query`` as ``Passage``s: the one place the answering layer
+    turns the retriever's ``Document``s back into what it reads (``sources``, ``depth`` passed on)."""
+    return [Passage.from_document(doc) for doc in retriever.invoke(query, k=k, **options)]
 
 
 @dataclass
@@ -74,7 +79,7 @@ def turn_passages(
     """
     top_k = settings.top_k
     depth = max(depth or top_k, top_k)
-    ranked = retriever.retrieve(standalone, top_k, depth=depth)
+    ranked = ranked_passages(retriever, standalone, top_k, depth=depth)
     previous = [t["content"] for t in history if t["role"] == "user"]
     if not previous or standalone == question:
         return ranked, False
@@ -83,8 +88,8 @@ def turn_passages(
     cited = [t.get("sources") for t in history if t["role"] == "assistant"]
     topic = list(cited[-1] or []) if cited and cited[-1] else []
     if not topic:
-        topic = list(dict.fromkeys(p.source for p in retriever.retrieve(previous[-1], top_k)))[:3]
-    focused = retriever.retrieve(question, top_k, sources=topic)
+        topic = list(dict.fromkeys(p.source for p in ranked_passages(retriever, previous[-1], top_k)))[:3]
+    focused = ranked_passages(retriever, question, top_k, sources=topic)
     top = fuse_passages([ranked[:top_k], focused], settings.rrf_k)[:top_k]
     shown = {p.chunk_id for p in top}
     return top + [p for p in ranked if p.chunk_id not in shown][: depth - top_k], True

@@ -1,9 +1,21 @@
-"""A passage: one retrieved chunk, where it comes from, and how well it matched the question."""
+"""A passage: one retrieved chunk, where it comes from, and how well it matched the question.
+
+The retriever hands passages out as LangChain ``Document``s (``to_document``); the answering
+layer reads them back (``from_document``), so a ``Document`` carries everything a ``Passage`` does
+but its vector (a LangChain user has no use for 384 floats in every document's metadata).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from langchain_core.documents import Document
+
+# The metadata keys a Document carries besides the chunk's own metadata (source, title, section,
+# source_url, ...): ``url`` is ``Passage.url`` (only http(s) links), ``fused`` the fusion score.
+# ``chunk_id`` is there too (ingest stores it in every chunk's metadata already).
+DOCUMENT_KEYS = ("similarity", "fused", "named", "url")
 
 
 @dataclass
@@ -46,3 +58,28 @@ class Passage:
     def url(self) -> str | None:
         url = self.metadata.get("source_url")
         return str(url) if url and str(url).startswith(("http://", "https://")) else None
+
+    def to_document(self) -> Document:
+        """This passage as a LangChain ``Document`` (``id`` and ``metadata["chunk_id"]`` its chunk id)."""
+        extra = {
+            "chunk_id": self.chunk_id,
+            "similarity": self.similarity,
+            "fused": self.fused,
+            "named": self.named,
+            "url": self.url,
+        }
+        return Document(id=self.chunk_id, page_content=self.text, metadata={**self.metadata, **extra})
+
+    @classmethod
+    def from_document(cls, doc: Document) -> Passage:
+        """The passage ``to_document`` made ``doc`` from (without its vector)."""
+        meta = dict(doc.metadata)
+        extra = {key: meta.pop(key, None) for key in DOCUMENT_KEYS}
+        return cls(
+            chunk_id=str(meta.get("chunk_id") or doc.id or ""),
+            text=doc.page_content,
+            metadata=meta,
+            similarity=float(extra["similarity"] or 0.0),
+            fused=float(extra["fused"] or 0.0),
+            named=bool(extra["named"]),
+        )

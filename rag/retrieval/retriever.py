@@ -1,6 +1,10 @@
 """The hybrid retriever: dense search in Chroma fused with BM25 by reciprocal rank, shaped by the
 routing rules, optionally diversified by MMR.
 
+It is a LangChain ``BaseRetriever``: ``invoke``, ``ainvoke``, ``batch`` and ``stream`` return
+``Document``s (``Passage.to_document``: the chunk's metadata plus its chunk id, similarity and
+fused score), so it drops into anyone's LCEL chain; the app's own chain uses it the same way.
+
 Every returned passage carries its cosine similarity to the question (also for passages only
 BM25 found), so the refusal threshold means the same thing whichever list found the passage.
 """
@@ -12,6 +16,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from pydantic import Field, PrivateAttr
 
 from rag.config import Settings
 from rag.index.lexical import LexicalIndex
@@ -30,7 +39,6 @@ from rag.retrieval.spelling import SpellingCorrector
 
 if TYPE_CHECKING:
     from chromadb.api.models.Collection import Collection
-    from langchain_core.embeddings import Embeddings
 
 
 @dataclass
@@ -54,44 +62,50 @@ def _named(passages: list[Passage]) -> list[Passage]:
     return passages
 
 
-class HybridRetriever:
-    """Finds the best ``k`` passages for a query (``retrieve``).
+class HybridRetriever(BaseRetriever):
+    """Finds the best ``k`` passages for a query, as LangChain ``Document``s.
 
-    Collaborators are passed in (``collection``, ``embeddings``, ``lexical``) so tests can hand
-    in an in-memory Chroma and fake embeddings.
+    ``invoke(query)`` returns ``k`` documents (default ``settings.top_k``); keyword arguments
+    ``k``, ``sources`` (only these files) and ``depth`` (rank on past ``k``) change one call.
+    Collaborators are fields (``collection``, ``embeddings``, ``lexical``, ``titles``) so tests
+    can hand in an in-memory Chroma and fake embeddings.
     """
 
-    def __init__(
-        self,
-        *,
-        collection: Collection,
-        embeddings: Embeddings,
-        lexical: LexicalIndex | None,
-        settings: Settings,
-        titles: LexicalIndex | None = None,
-    ) -> None:
-        self.collection = collection
-        self.embeddings = embeddings
-        self.lexical = lexical
-        self.titles = titles
-        self.settings = settings
-        self._bylines: _Bylined | None = None
+    # Any: a chromadb Collection (not imported at import time: chromadb is heavy).
+    collection: Any
+    embeddings: Embeddings
+    lexical: LexicalIndex | None
+    settings: Settings
+    titles: LexicalIndex | None = None
+    k: int | None = Field(default=None, ge=1, description="Documents returned; None: settings.top_k.")
+
+    _bylines: _Bylined | None = PrivateAttr(default=None)
+    _speller: SpellingCorrector = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
         self._speller = SpellingCorrector(self._knows)
 
-    def retrieve(
-        self, query: str, k: int, *, sources: Sequence[str] | None = None, depth: int | None = None
-    ) -> list[Passage]:
-        """The best ``k`` passages, only from ``sources`` files when given.
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        sources: Sequence[str] | None = None,
+        depth: int | None = None,
+    ) -> list[Document]:
+        """The best ``k`` documents, only from ``sources`` files when given.
 
         Asked for a ``depth`` beyond ``k`` (the eval scores the top 10), the ranking goes on to
-        ``depth`` passages; the routing rules shape the first ``k`` places only, so those are the
-        ``k`` passages a search of depth ``k`` returns.
+        ``depth`` documents; the routing rules shape the first ``k`` places only, so those are
+        the ``k`` documents a search of depth ``k`` returns.
 
         Raises ``StoreUnavailableError`` (a plain message for users) when the Chroma server
         cannot be reached; the next call tries again, so the app recovers once it is back.
         """
+        k = k or self.k or self.settings.top_k
         try:
-            return self._retrieve(query, k, max(depth or k, k), sources)
+            ranked = self._retrieve(query, k, max(depth or k, k), sources)
         except Exception as exc:
             import httpx  # the HTTP client's errors; chromadb depends on httpx
 
@@ -102,6 +116,7 @@ class HybridRetriever:
                     f" ({type(exc).__name__}); please try again when it is back"
                 ) from exc
             raise
+        return [p.to_document() for p in ranked]
 
     def _retrieve(self, query: str, k: int, depth: int, sources: Sequence[str] | None) -> list[Passage]:
         s = self.settings
