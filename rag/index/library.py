@@ -509,7 +509,9 @@ def may_change(settings: Settings, user: str | None) -> bool:
 
 
 def is_loopback(host: str) -> bool:
-    """>>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    """Whether ``host`` is a loopback address.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
     (True, True, False)
     """
     import ipaddress
