@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from rag.answering import Answer, AnswererError, Assistant, Passage, QuestionError, open_assistant
 from rag.answering.assistant import open_index
+from rag.answering.chain import ranked_passages
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.config import Settings
 from rag.feedback import record_feedback
@@ -405,7 +406,7 @@ def test_a_replica_reloads_bm25_when_the_store_holds_a_newer_index(tmp_path: Pat
     assert retriever.lexical.knows("zeppelin") and retriever.lexical.fingerprint == newer
     assert index.documents == 4
     assert not index.reload_if_newer(retriever)
-    ranked = retriever.retrieve("zeppelin hangar Friedrichshafen", 3)
+    ranked = ranked_passages(retriever, "zeppelin hangar Friedrichshafen", 3)
     assert ranked[0].source == "airships.md"
 
 
