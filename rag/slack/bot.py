@@ -1,4 +1,6 @@
-"""The Slack bot: answers mentions and direct messages in a thread, with its sources.
+"""The Slack bot: answers mentions and direct messages in a thread, with its sources; in
+Slack's assistant threads (the AI app's split view) it greets with suggested questions, titles
+the thread, shows its status and streams the answer (``rag.slack.threads``).
 
 ``build_slack_app`` wires a Bolt ``App`` from its collaborators (the ``Assistant``, the settings
 and a ``WebClient``), so tests hand in a client pointed at a fake Slack; ``run_slack`` is the
@@ -24,7 +26,16 @@ from collections.abc import Callable, Hashable
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, Literal
 
-from rag.answering import Answer, Assistant, IndexProblem, QuestionError, open_assistant
+from rag.answering import (
+    Answer,
+    Assistant,
+    Delta,
+    DocumentLibrary,
+    IndexProblem,
+    QuestionError,
+    open_assistant,
+    open_library,
+)
 from rag.config import Settings
 from rag.feedback import record_feedback
 from rag.ratelimit import RateLimiter
@@ -37,6 +48,7 @@ from rag.slack.format import (
     render_answer,
     slack_to_plain,
 )
+from rag.slack.threads import STATUS_SEARCHING, STATUS_WRITING, StreamedReply, greet, set_status, set_title
 
 if TYPE_CHECKING:
     import uvicorn
@@ -161,14 +173,34 @@ def _ts(value: str | None) -> Decimal:
 class SlackBot:
     """The listeners. Each takes what Bolt injects, so tests can call them directly too."""
 
-    def __init__(self, *, assistant: Assistant, settings: Settings) -> None:
+    def __init__(
+        self,
+        *,
+        assistant: Assistant,
+        settings: Settings,
+        library: DocumentLibrary | None = None,
+        stream_interval_s: float = 1.0,
+    ) -> None:
         self.assistant = assistant
         self.settings = settings
+        self.library = library  # the documents, for the questions a new thread suggests
+        self.stream_interval_s = stream_interval_s  # at most one streaming call this often
         self.recent = RecentKeys()
         self.limiter = RateLimiter(settings.rate_limit_per_minute)
         self.answers = _AnswerStore()
 
     def register(self, app: App) -> None:
+        from slack_bolt import Assistant as AssistantThreads
+
+        # Messages in a DM's threads (the assistant container's threads among them) reach
+        # ``on_thread_message``; mentions and top-level DMs the listeners below.
+        threads = AssistantThreads(logger=logging.getLogger("rag.slack.bolt"))
+        threads.thread_started(self.on_thread_started)
+        threads.user_message(self.on_thread_message)
+        # Answers come from the documents, not from the channel the person is looking at: no
+        # context to keep (Bolt's default would re-read and edit our greeting at each change).
+        threads.thread_context_changed(lambda: None)
+        app.assistant(threads)
         app.event("app_mention")(self.on_mention)
         app.event("message")(self.on_message)
         app.action(FEEDBACK_UP)(self.on_feedback)
@@ -181,6 +213,19 @@ class SlackBot:
     ) -> None:
         self.handle(event, body, client, context)
 
+    def on_thread_started(self, event: dict[str, Any], client: WebClient) -> None:
+        """A new assistant thread: greet, and offer questions drawn from the corpus's titles."""
+        try:
+            documents = [d.to_dict() for d in self.library.documents()] if self.library else []
+            greet(client, event.get("assistant_thread") or {}, documents)
+        except Exception:
+            log.exception("could not greet a new assistant thread")
+
+    def on_thread_message(
+        self, event: dict[str, Any], body: dict[str, Any], client: WebClient, context: Any
+    ) -> None:
+        self.handle(event, body, client, context, assistant_thread=True)
+
     def on_message(
         self, event: dict[str, Any], body: dict[str, Any], client: WebClient, context: Any
     ) -> None:
@@ -188,8 +233,21 @@ class SlackBot:
         if event.get("channel_type") == "im":
             self.handle(event, body, client, context)
 
-    def handle(self, event: dict[str, Any], body: dict[str, Any], client: WebClient, context: Any) -> None:
-        """Answer one message in its thread, unless it is a bot's, an edit, or already seen."""
+    def handle(
+        self,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        client: WebClient,
+        context: Any,
+        *,
+        assistant_thread: bool = False,
+    ) -> None:
+        """Answer one message in its thread, unless it is a bot's, an edit, or already seen.
+
+        In an assistant thread the thread's status says what is happening (cleared at the end,
+        whatever happened) and the answer streams; elsewhere, or when Slack refuses the status
+        (a DM thread outside the assistant container), a 👀 reaction does and the answer is
+        posted whole."""
         if event.get("bot_id") or event.get("subtype") not in QUESTION_SUBTYPES or not event.get("user"):
             return  # other bots, bot_message, message_changed/deleted, joins...: not questions
         if event.get("user") == getattr(context, "bot_user_id", None):
@@ -209,13 +267,20 @@ class SlackBot:
             limit = self.settings.rate_limit_per_minute
             self._post_safely(client, channel, thread_ts, RATE_LIMIT_TEXT.format(limit=limit, wait=wait))
             return
-        self._react(client, "reactions_add", channel, ts)
+        status = assistant_thread and set_status(client, channel, thread_ts, STATUS_SEARCHING)
+        if not status:
+            self._react(client, "reactions_add", channel, ts)
         try:
             question = slack_to_plain(event.get("text") or "", getattr(context, "bot_user_id", None))
             history = self.thread_history(client, event, context) if event.get("thread_ts") else []
-            answer = self.assistant.ask(question, history)
-            for message in render_answer(answer, feedback_id=self.answers.put(answer)):
-                self._post(client, channel, thread_ts, message)
+            if status:
+                if question and not any(turn["role"] == "user" for turn in history):
+                    set_title(client, channel, thread_ts, question)
+                self._stream_answer(client, event, body, question, history)
+            else:
+                answer = self.assistant.ask(question, history)
+                for message in render_answer(answer, feedback_id=self.answers.put(answer)):
+                    self._post(client, channel, thread_ts, message)
         except QuestionError as exc:
             self._post_safely(client, channel, thread_ts, str(exc))
         except IndexProblem as exc:  # e.g. the Chroma server is down: say so, keep serving
@@ -225,7 +290,42 @@ class SlackBot:
             log.exception("answering %s in %s failed", ts, channel)
             self._post_safely(client, channel, thread_ts, ERROR_TEXT)
         finally:
-            self._react(client, "reactions_remove", channel, ts)
+            if status:
+                set_status(client, channel, thread_ts, "")
+            else:
+                self._react(client, "reactions_remove", channel, ts)
+
+    def _stream_answer(
+        self,
+        client: WebClient,
+        event: dict[str, Any],
+        body: dict[str, Any],
+        question: str,
+        history: list[dict[str, Any]],
+    ) -> None:
+        channel, thread_ts = event["channel"], event.get("thread_ts") or event["ts"]
+        reply = StreamedReply(
+            client,
+            channel,
+            thread_ts,
+            user=event.get("user"),
+            team=event.get("team") or body.get("team_id"),
+            interval_s=self.stream_interval_s,
+        )
+        writing = False
+        try:
+            for piece in self.assistant.stream(question, history):
+                if isinstance(piece, Delta):
+                    if not writing:
+                        writing = True
+                        set_status(client, channel, thread_ts, STATUS_WRITING)
+                    reply.add(piece.text)
+                elif isinstance(piece, Answer):
+                    reply.finish(piece, feedback_id=self.answers.put(piece))
+                    return
+        except BaseException:
+            reply.abandon()
+            raise
 
     def _cited_files(self, feedback_block: dict[str, Any]) -> list[str]:
         """Files an earlier answer of ours cited, when it was posted by this process."""
@@ -355,13 +455,17 @@ def build_slack_app(
     client: WebClient,
     socket_mode: bool = False,
     token_verification: bool = True,
+    library: DocumentLibrary | None = None,
+    stream_interval_s: float = 1.0,
 ) -> App:
     """The Bolt app with the bot's listeners.
 
     ``App()`` calls ``auth.test`` through ``client`` when ``token_verification`` is on (so the
     bot knows its own user id and ignores its messages): pass a client on a fake Slack in tests.
     HTTP mode (``socket_mode=False``) refuses to start without a signing secret, since every
-    request's signature is checked against it.
+    request's signature is checked against it. ``library`` lists the documents a new assistant
+    thread suggests questions about (none without it). A streamed answer makes at most one Slack
+    call per ``stream_interval_s`` (Slack rate-limits message edits and stream appends).
     """
     from slack_bolt import App
 
@@ -376,7 +480,9 @@ def build_slack_app(
         logger=logging.getLogger("rag.slack.bolt"),
         name="rag",
     )
-    SlackBot(assistant=assistant, settings=settings).register(app)
+    SlackBot(
+        assistant=assistant, settings=settings, library=library, stream_interval_s=stream_interval_s
+    ).register(app)
     return app
 
 
@@ -431,6 +537,7 @@ def run_slack(settings: Settings) -> None:
             settings=settings,
             client=build_client(settings),
             socket_mode=mode == "socket",
+            library=open_library(settings, assistant=assistant),
         )
     except BoltError as exc:
         sys.exit(f"error: Slack did not accept the bot token ({exc})")
