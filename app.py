@@ -12,7 +12,7 @@ from rag.runtime import SettingsError, load_settings, offline_env
 
 def main() -> None:
     offline_env()
-    from rag.web.app import launch
+    from rag.web.server import launch
 
     try:
         settings = load_settings()

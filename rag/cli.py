@@ -48,6 +48,12 @@ def ingest(
     if_stale: Annotated[
         bool, typer.Option("--if-stale", help="Do nothing when the index is current.")
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Take over from an ingest whose unfinished marker is in the store (it died)."
+        ),
+    ] = False,
 ) -> None:
     """Index a folder: new and changed files are embedded, deleted ones removed."""
     offline_env()
@@ -62,10 +68,52 @@ def ingest(
                 return
             typer.echo(f"index {reason}: updating")
         report = _run_with_progress(
-            lambda progress: update_index(settings, rebuild=rebuild, progress=progress)
+            lambda progress: update_index(settings, rebuild=rebuild, progress=progress, force=force)
         )
     except IndexProblem as exc:
         raise fail(str(exc)) from None
+    typer.echo(report.summary())
+
+
+@app.command()
+def tune(
+    questions: Annotated[
+        int | None, typer.Option(help="How many questions to write (default: RAG_TUNE_QUESTIONS).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, max=10, help="Training passes over the questions.")] = 2,
+    force: Annotated[
+        bool, typer.Option("--force", help="Train again even if the reader is current.")
+    ] = False,
+) -> None:
+    """Teach the answerer this corpus: the local LLM writes questions from the documents'
+    sentences, and a small reader is trained on them to pick the sentence that answers and to
+    refuse when none does. Needs the local model (`rag models install 1.5b`); cached, so a second
+    run only writes questions for new sentences."""
+    offline_env()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rag.answering import AnswererError, IndexProblem
+    from rag.tuning import tune as run_tune
+
+    settings = load_settings()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    ) as bar:
+        task = bar.add_task("starting", total=None)
+        try:
+            report = run_tune(
+                settings, questions=questions, epochs=epochs, force=force,
+                progress=lambda stage, done, total: bar.update(
+                    task, description=stage, completed=done, total=total
+                ),
+            )
+        except (IndexProblem, AnswererError, FileNotFoundError) as exc:
+            raise fail(str(exc)) from None
     typer.echo(report.summary())
 
 
@@ -105,7 +153,7 @@ def ask(
     assert question is not None
     try:
         if as_json:
-            typer.echo(json.dumps(assistant.ask(question).to_dict(), ensure_ascii=False, indent=2))
+            typer.echo(assistant.ask(question).to_json())  # what POST /api/ask returns
             return
         answer = _stream_to_terminal(assistant, question)
     except QuestionError as exc:
@@ -159,7 +207,7 @@ def _assistant(settings: Settings) -> Any:
     from rag.answering import IndexProblem, open_assistant
 
     try:
-        return open_assistant(settings)
+        return open_assistant(settings, frontend="cli")
     except IndexProblem as exc:
         raise fail(str(exc)) from None
 
@@ -227,7 +275,7 @@ def models_install(
 def serve() -> None:
     """Serve the web chat (same as `python app.py`)."""
     offline_env()
-    from rag.web.app import launch
+    from rag.web.server import launch
 
     launch(load_settings())
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from rag.web.app import build_ui, serve
+from rag.web.app import build_ui
+from rag.web.server import serve_chat as serve
 from tests.conftest import make_settings
 from tests.fakes import build_fake_assistant, write_corpus
 

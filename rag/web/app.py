@@ -1,8 +1,8 @@
 """The web chat: a Gradio UI over the answering API (``Assistant``).
 
 ``WebChat`` holds the callbacks as plain methods (unit-tested without a server); ``build_ui``
-wires them into ``gr.Blocks``; ``launch`` opens (or builds) the index and serves the chat with
-the HTTP API beside it (``rag.web.server``, ``rag.web.api``)::
+wires them into ``gr.Blocks``; ``rag.web.server.launch`` opens (or builds) the index and serves
+the chat with the HTTP API beside it (``rag.web.server``, ``rag.web.api``)::
 
     chat = WebChat(assistant, settings)
     views = list(chat.respond("What policy does the author call an immense failure?", []))
@@ -33,14 +33,12 @@ from rag.answering import (
     DocumentLibrary,
     IndexProblem,
     QuestionError,
-    build_embeddings,
     check_question,
     open_assistant,
     open_library,
 )
 from rag.config import Settings
 from rag.feedback import record_feedback
-from rag.observability import configure_logging
 from rag.ratelimit import RateLimiter
 from rag.web.documents import DOCUMENTS_CSS, DOCUMENTS_JS
 from rag.web.render import answer_markdown, escape_markdown, sources_html, status_line
@@ -465,19 +463,6 @@ def assistant_or_problem(
         return None, f"{exc}. Fix it and run `rag ingest`, then restart the chat."
 
 
-def serve(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> Any:
-    """Serve ``demo`` alone (no HTTP API) on ``settings.host:settings.port``, mounted and run as
-    ``launch`` does (``rag.web.server``); ``demo.close()`` stops it."""
-    from fastapi import FastAPI
-
-    from rag.web.server import mount_chat
-    from rag.web.server import serve as run
-
-    return run(
-        mount_chat(FastAPI(docs_url=None, redoc_url=None), demo, settings), settings, block=block, demo=demo
-    )
-
-
 def open_documents(
     settings: Settings, assistant: Assistant | None, embeddings: Embeddings | None = None
 ) -> DocumentLibrary | None:
@@ -486,19 +471,3 @@ def open_documents(
     if assistant is None:
         return None
     return open_library(settings, embeddings=embeddings, assistant=assistant)
-
-
-def launch(settings: Settings) -> None:
-    """Open (or build) the index, then serve the chat and the HTTP API (``rag.web.server``):
-    ``python app.py``, ``rag serve``."""
-    from rag.web.server import build_server
-    from rag.web.server import serve as run
-
-    configure_logging(settings)
-    # One embedding model for the answers and the uploads.
-    embeddings = build_embeddings(settings)
-    assistant, problem = assistant_or_problem(settings, embeddings=embeddings)
-    if problem:
-        log.error("%s", problem)
-    library = open_documents(settings, assistant, embeddings)
-    run(build_server(settings, assistant, problem=problem, library=library), settings)

@@ -16,10 +16,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
-from rag.observability import metrics_router
+from rag.observability import configure_logging, metrics_router
 from rag.ratelimit import RateLimiter
 from rag.web.api import ApiState, api_router, install_error_handlers
-from rag.web.app import build_ui, launch_options
+from rag.web.app import assistant_or_problem, build_ui, launch_options, open_documents
 from rag.web.documents_api import documents_router
 from rag.web.theme import chat_theme
 
@@ -149,3 +149,28 @@ def serve(app: FastAPI, settings: Settings, *, block: bool = True, demo: gr.Bloc
         except KeyboardInterrupt:
             served.close()
     return served
+
+
+def serve_chat(demo: gr.Blocks, settings: Settings, *, block: bool = True) -> Any:
+    """Serve ``demo`` alone (no HTTP API) on ``settings.host:settings.port``, mounted and run as
+    ``launch`` does (``rag.web.server``); ``demo.close()`` stops it."""
+    from fastapi import FastAPI
+
+    return serve(
+        mount_chat(FastAPI(docs_url=None, redoc_url=None), demo, settings), settings, block=block, demo=demo
+    )
+
+
+def launch(settings: Settings) -> None:
+    """Open (or build) the index, then serve the chat and the HTTP API: ``python app.py``,
+    ``rag serve``. (Here, not in ``rag.web.app``: this module imports that one.)"""
+    from rag.answering import build_embeddings
+
+    configure_logging(settings)
+    # One embedding model for the answers and the uploads.
+    embeddings = build_embeddings(settings)
+    assistant, problem = assistant_or_problem(settings, embeddings=embeddings)
+    if problem:
+        log.error("%s", problem)
+    library = open_documents(settings, assistant, embeddings)
+    serve(build_server(settings, assistant, problem=problem, library=library), settings)
