@@ -110,6 +110,14 @@ class Settings(BaseSettings):
     extractive_max_sentences: int = Field(3, ge=1, le=10)
     # Best sentence score below which the extractive answerer refuses (evals/calibration.md).
     extractive_min_score: float = Field(0.07, ge=-1.0, le=1.0)
+    # Further sentences are quoted while they score at least this share of the best one.
+    extractive_pick_ratio: float = Field(0.85, ge=0.0, le=1.0)
+    # The sentence reader `rag tune` trains ("auto": used when there is one; "off"), how much its
+    # probability adds to a sentence's score, and the probability below which nothing answers.
+    reader: Literal["auto", "off"] = "auto"
+    reader_weight: float = Field(0.0, ge=0.0, le=10.0)
+    reader_min: float = Field(0.0, ge=0.0, le=1.0)
+    tune_questions: int = Field(3000, ge=10, le=100_000)
     max_question_chars: int = Field(2000, ge=10, le=100_000)
     max_history_turns: int = Field(6, ge=0, le=50)
     drop_unsupported: bool = False

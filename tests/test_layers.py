@@ -27,6 +27,7 @@ LAYERS = {
     "rag.answering": 3,
     "rag.feedback": 4,
     "rag.ratelimit": 4,
+    "rag.tuning": 4,
     "rag.web": 5,
     "rag.slack": 5,
     "rag.evaluation": 5,
@@ -34,8 +35,10 @@ LAYERS = {
 }
 FRONT_ENDS = ("rag.web", "rag.slack", "rag.evaluation", "rag.cli")
 # What front ends may import: the answering API, the settings and the shared front-end helpers
-# (metrics and logs among them; the CLI starts the other front ends).
+# (metrics and logs among them; the CLI starts the other front ends), and the tuning of the
+# answerer's reader, which `rag tune` runs.
 FRONT_END_API = {
+    "rag.tuning",
     "rag.answering",
     "rag.config",
     "rag.runtime",

@@ -368,17 +368,28 @@ def refresh_index(
             time.sleep(5)
 
 
+def build_extractive(settings: Settings, embeddings: Embeddings) -> ExtractiveAnswerer:
+    """The extractive answerer, with the reader ``rag tune`` trained when there is one."""
+    from rag.answering.reader import tuned_reader
+
+    return ExtractiveAnswerer(
+        embeddings,
+        max_sentences=settings.extractive_max_sentences,
+        min_score=settings.extractive_min_score,
+        pick_ratio=settings.extractive_pick_ratio,
+        reader=tuned_reader(settings),
+        reader_weight=settings.reader_weight,
+        reader_min=settings.reader_min,
+    )
+
+
 def build_answerer(settings: Settings, embeddings: Embeddings) -> Answerer:
     """The answerer the settings name, with its collaborators."""
     if settings.answerer == "openai":
         return ChatModelAnswerer(
             build_openai_model(settings), name="openai", max_history_turns=settings.max_history_turns
         )
-    extractive = ExtractiveAnswerer(
-        embeddings,
-        max_sentences=settings.extractive_max_sentences,
-        min_score=settings.extractive_min_score,
-    )
+    extractive = build_extractive(settings, embeddings)
     if settings.answerer == "llamacpp" and settings.llm_role == "judge":
         from rag.answering.judged import build_judged_answerer
 
@@ -424,11 +435,7 @@ def open_assistant(
     index = open_index(settings, model())
     retriever = index.retriever(model(), settings)
     answerer = build_answerer(settings, model())
-    extractive = ExtractiveAnswerer(
-        model(),
-        max_sentences=settings.extractive_max_sentences,
-        min_score=settings.extractive_min_score,
-    )
+    extractive = build_extractive(settings, model())
     condense: Condenser | None = None
     verifier: Verifier | None = None
     if settings.answerer == "openai":

@@ -20,6 +20,8 @@ from rag.text import CARD_SECTION, content_tokens, quote_key, split_sentences
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
+    from rag.answering.reader import SentenceReader
+
 
 BACK_REFERENCE = re.compile(
     r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
@@ -46,15 +48,33 @@ class ExtractiveAnswerer:
 
     A sentence's score mixes its embedding similarity to the question (the sentence is embedded
     with its document title and section, so "- total: 1,607 km" knows it is about land
-    boundaries) with the share of the question's content words it contains.
+    boundaries) with the share of the question's content words it contains. With a ``reader``
+    (the cross-encoder ``rag tune`` trains on this corpus) its probability that the sentence
+    states the answer is added, ``reader_weight`` times, and when no sentence reaches
+    ``reader_min`` the answer is the refusal: the passages are on the topic, but none says it.
+    Further sentences are quoted while they score at least ``pick_ratio`` of the best.
     """
 
     name = "extractive"
 
-    def __init__(self, embeddings: Embeddings, *, max_sentences: int = 3, min_score: float = 0.2) -> None:
+    def __init__(
+        self,
+        embeddings: Embeddings,
+        *,
+        max_sentences: int = 3,
+        min_score: float = 0.2,
+        pick_ratio: float = 0.85,
+        reader: SentenceReader | None = None,
+        reader_weight: float = 0.0,
+        reader_min: float = 0.0,
+    ) -> None:
         self.embeddings = embeddings
         self.max_sentences = max_sentences
         self.min_score = min_score
+        self.pick_ratio = pick_ratio
+        self.reader = reader
+        self.reader_weight = reader_weight
+        self.reader_min = reader_min
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
         picked = self.select(question, passages)
@@ -65,8 +85,10 @@ class ExtractiveAnswerer:
 
     def select(self, question: str, passages: Sequence[Passage]) -> list[tuple[int, str]]:
         """The ``(passage number, sentence)`` pairs of the answer; empty means refuse."""
-        candidates, scores = self._score(question, passages)
+        candidates, scores, read = self._score(question, passages)
         if not candidates:
+            return []
+        if read is not None and float(read.max()) < self.reader_min:
             return []
         order = np.argsort(-scores)
         best = float(scores[order[0]])
@@ -78,7 +100,7 @@ class ExtractiveAnswerer:
             return all(text not in shown and shown not in text for _, shown in picked)
 
         for count, idx in enumerate(order[: self.max_sentences * 3]):
-            if count >= self.max_sentences or scores[idx] < best * 0.85:
+            if count >= self.max_sentences or scores[idx] < best * self.pick_ratio:
                 break
             c = candidates[int(idx)]
             # "It was halted in 2006." says nothing without the sentence that names "it"; that
@@ -91,41 +113,25 @@ class ExtractiveAnswerer:
 
     def best_score(self, question: str, passages: Sequence[Passage]) -> float:
         """The score of the best sentence (what ``min_score`` is compared with)."""
-        _, scores = self._score(question, passages)
+        _, scores, _ = self._score(question, passages)
         return float(scores.max()) if len(scores) else -1.0
 
-    def _score(self, question: str, passages: Sequence[Passage]) -> tuple[list[Candidate], np.ndarray]:
-        candidates: list[Candidate] = []
-        seen: list[str] = []
-        for n, p in enumerate(passages, start=1):
-            # The section path (not the title, which would pull every sentence of a document
-            # toward the same topic) tells a sentence what it is about.
-            context = p.section
-            label = p.section.rsplit(" > ", 1)[-1] if p.section != CARD_SECTION else ""
-            sentences = split_sentences(p.text)
-            for i, sentence in enumerate(sentences):
-                key = quote_key(sentence)
-                # Overlapping chunks cut the same sentence at different points: a sentence
-                # already offered whole (or in part) is not offered again.
-                if len(content_tokens(sentence)) < 2 or any(key in k or k in key for k in seen):
-                    continue
-                seen.append(key)
-                shown = sentence.lstrip("-*• ").strip()
-                # A bare list item ("- total: 1,607 km") means nothing without its heading.
-                if label and (sentence[:1] in "-*•" or len(content_tokens(shown)) < 5):
-                    shown = f"{label}: {shown}"
-                before = sentences[i - 1] if i and BACK_REFERENCE.match(shown) else None
-                candidates.append(
-                    Candidate(
-                        n,
-                        shown,
-                        f"{context}: {sentence}" if context else sentence,
-                        before if before and len(content_tokens(before)) >= 2 else None,
-                    )
-                )
-        if not candidates:
-            return [], np.zeros(0)
-        texts = [c.context for c in candidates]
+    def _score(
+        self, question: str, passages: Sequence[Passage]
+    ) -> tuple[list[Candidate], np.ndarray, np.ndarray | None]:
+        """The candidates, their scores, and the reader's probabilities (None without one)."""
+        found = candidates(passages)
+        scores = self.scores(question, found, len(passages))
+        if self.reader is None or not found:
+            return found, scores, None
+        read = self.reader.score(question, [c.context for c in found])
+        return found, scores + self.reader_weight * read, read
+
+    def scores(self, question: str, found: Sequence[Candidate], passages: int) -> np.ndarray:
+        """The base score of each candidate: embedding similarity, word overlap, rank prior."""
+        if not found:
+            return np.zeros(0)
+        texts = [c.context for c in found]
         vectors = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
         qvec = np.asarray(self.embeddings.embed_query(question), dtype=np.float32)
         dense = vectors @ qvec / (np.linalg.norm(vectors, axis=1) * (np.linalg.norm(qvec) or 1.0) + 1e-9)
@@ -133,9 +139,42 @@ class ExtractiveAnswerer:
         lexical = np.array(
             [
                 len(q_tokens & set(content_tokens(c.context))) / len(q_tokens) if q_tokens else 0.0
-                for c in candidates
+                for c in found
             ]
         )
         # Earlier passages were ranked higher by retrieval; a small prior keeps ties in that order.
-        rank_prior = np.array([0.02 * (len(passages) - c.n) / max(len(passages), 1) for c in candidates])
-        return candidates, 0.7 * dense + 0.3 * lexical + rank_prior
+        rank_prior = np.array([0.02 * (passages - c.n) / max(passages, 1) for c in found])
+        return np.asarray(0.7 * dense + 0.3 * lexical + rank_prior)
+
+
+def candidates(passages: Sequence[Passage]) -> list[Candidate]:
+    """The sentences of ``passages`` an answer may quote, each once, in passage order."""
+    found: list[Candidate] = []
+    seen: list[str] = []
+    for n, p in enumerate(passages, start=1):
+        # The section path (not the title, which would pull every sentence of a document
+        # toward the same topic) tells a sentence what it is about.
+        context = p.section
+        label = p.section.rsplit(" > ", 1)[-1] if p.section != CARD_SECTION else ""
+        sentences = split_sentences(p.text)
+        for i, sentence in enumerate(sentences):
+            key = quote_key(sentence)
+            # Overlapping chunks cut the same sentence at different points: a sentence
+            # already offered whole (or in part) is not offered again.
+            if len(content_tokens(sentence)) < 2 or any(key in k or k in key for k in seen):
+                continue
+            seen.append(key)
+            shown = sentence.lstrip("-*• ").strip()
+            # A bare list item ("- total: 1,607 km") means nothing without its heading.
+            if label and (sentence[:1] in "-*•" or len(content_tokens(shown)) < 5):
+                shown = f"{label}: {shown}"
+            before = sentences[i - 1] if i and BACK_REFERENCE.match(shown) else None
+            found.append(
+                Candidate(
+                    n,
+                    shown,
+                    f"{context}: {sentence}" if context else sentence,
+                    before if before and len(content_tokens(before)) >= 2 else None,
+                )
+            )
+    return found

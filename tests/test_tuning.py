@@ -1,0 +1,140 @@
+"""The reader's training data and its use by the extractive answerer (fakes; no model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from langchain_core.documents import Document
+
+from rag.answering.extractive import ExtractiveAnswerer
+from rag.retrieval import Passage
+from rag.tuning.pairs import Example, mine
+from rag.tuning.questions import QuestionCache, Target, targets, write_questions
+from rag.tuning.training import grouped
+from tests.fakes import HashingEmbeddings
+
+LONG = "The Agreed Framework of 1994 froze the Yongbyon reactor in exchange for two light water reactors."
+
+
+def chunk(text: str, chunk_id: str, section: str = "History") -> Document:
+    return Document(text, metadata={"source": "a.md", "title": "A", "section": section, "chunk_id": chunk_id})
+
+
+def test_targets_skip_cards_short_and_repeated_sentences() -> None:
+    chunks = [
+        chunk("A, a document. " + LONG, "card", section="Document"),
+        chunk("Too short here. " + LONG, "c1"),
+        chunk(LONG + " Construction of both reactors stopped in 2003 after the framework broke down.", "c2"),
+    ]
+    found = targets(chunks)
+    sentences = [t.sentence for t in found]
+    assert LONG in sentences and sentences.count(LONG) == 1  # the overlap repeats it: asked once
+    assert "Too short here." not in sentences
+    assert all(t.chunk_id != "card" for t in found)
+
+
+def test_targets_take_a_few_sentences_per_chunk_in_a_seeded_order() -> None:
+    text = " ".join(f"Sentence number {i} names the reactor fuel rods stored at Yongbyon site {i}." for i in range(8))
+    chunks = [chunk(text, f"c{i}") for i in range(1)] + [chunk(LONG, "c9")]
+    first, again = targets(chunks, seed=3), targets(chunks, seed=3)
+    assert first == again
+    assert sum(1 for t in first if t.chunk_id == "c0") == 3
+
+
+def test_question_cache_resumes_and_survives_a_cut_line(tmp_path: Path) -> None:
+    path = tmp_path / "q.jsonl"
+    todo = targets([chunk(LONG + " Construction of both reactors stopped in 2003 after the framework broke down.", "c")])
+    asked: list[str] = []
+
+    def ask(messages: list[dict[str, str]]) -> str:
+        asked.append(messages[-1]["content"])
+        return "When was the Yongbyon reactor frozen?"
+
+    rows = list(write_questions(todo[:1], QuestionCache(path, model="m"), ask))
+    assert [r["question"] for r in rows] == ["When was the Yongbyon reactor frozen?"]
+    with path.open("a") as f:
+        f.write('{"key": "cut sho')  # a run killed mid-line
+    rows = list(write_questions(todo, QuestionCache(path, model="m"), ask))
+    assert len(asked) == len(todo)  # the first target was not asked again
+    assert all(r["question"] for r in rows)
+    # another model's questions are not reused
+    list(write_questions(todo[:1], QuestionCache(path, model="other"), ask))
+    assert len(asked) == len(todo) + 1
+
+
+def test_a_reply_that_is_not_a_question_is_kept_as_none(tmp_path: Path) -> None:
+    todo = targets([chunk(LONG, "c")])
+    rows = list(write_questions(todo, QuestionCache(tmp_path / "q.jsonl", model="m"), lambda m: "I cannot."))
+    assert rows[0]["question"] is None
+    assert json.loads((tmp_path / "q.jsonl").read_text())["question"] is None
+
+
+def passage(text: str, n: int) -> Passage:
+    return Passage(f"p{n}", text, {"source": "a.md", "title": "A", "section": "History"}, 0.5)
+
+
+def test_mine_labels_the_target_and_leaves_out_restatements() -> None:
+    target = "Construction stopped in 2003 after the framework broke down."
+    restated = "In 2003 construction stopped when the framework broke down completely."
+    other = "The reactors were to be built by a consortium led by South Korea."
+    easy = "Japan contributed one billion dollars to the project over ten years."
+    passages = [passage(f"{target} {restated}", 1), passage(f"{other} {easy}", 2)]
+    row = {"key": "k1", "question": "When did construction stop?", "sentence": target, "chunk_id": "c1"}
+    base = ExtractiveAnswerer(HashingEmbeddings())
+    examples = mine([row, {**row, "key": "k2", "question": None}], lambda q: passages, base.scores, {"c1": "History"})
+    assert examples[0] == Example("When did construction stop?", f"History: {target}", 1.0, "k1")
+    negatives = [e.text for e in examples[1:]]
+    assert all(e.label == 0.0 and e.group == "k1" for e in examples[1:])
+    assert f"History: {other}" in negatives and f"History: {easy}" in negatives
+    assert not any(restated in t or target in t for t in negatives)
+    assert len(grouped(examples)) == 1
+
+
+class FakeReader:
+    """Probability 0.9 for sentences holding ``answer``, else ``rest``."""
+
+    def __init__(self, answer: str, rest: float = 0.05) -> None:
+        self.answer = answer
+        self.rest = rest
+
+    def score(self, question: str, texts: list[str]) -> np.ndarray:
+        return np.array([0.9 if self.answer in t else self.rest for t in texts])
+
+
+PASSAGES = [
+    passage("The reactor project was halted in 2003. Two reactors were planned at Kumho.", 1),
+    passage("The reactor buildings were about 50 percent complete when the project stopped.", 2),
+]
+
+
+def test_the_reader_moves_the_answer_first_and_refuses_when_nothing_answers() -> None:
+    emb = HashingEmbeddings()
+    question = "How complete were the reactor buildings when the project was halted?"
+    plain = ExtractiveAnswerer(emb, max_sentences=1)
+    read = ExtractiveAnswerer(emb, max_sentences=1, reader=FakeReader("50 percent"), reader_weight=1.0, reader_min=0.5)  # type: ignore[arg-type]
+    assert [s for _, s in read.select(question, PASSAGES)] == [
+        "The reactor buildings were about 50 percent complete when the project stopped."
+    ]
+    assert plain.select(question, PASSAGES)  # the base answers something either way
+    unsure = ExtractiveAnswerer(emb, reader=FakeReader("not in any passage"), reader_weight=1.0, reader_min=0.5)  # type: ignore[arg-type]
+    assert unsure.select(question, PASSAGES) == []
+    assert "".join(unsure.stream(question, PASSAGES, [])).startswith("I could not find")
+
+
+def test_without_a_tuned_reader_nothing_changes(tmp_path: Path) -> None:
+    from rag.answering.reader import tuned_reader
+    from rag.config import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    assert tuned_reader(settings) is None
+    (tmp_path / "tune" / "reader").mkdir(parents=True)
+    (tmp_path / "tune" / "reader" / "tune.json").write_text("{}")
+    assert tuned_reader(settings) is not None
+    assert tuned_reader(Settings(data_dir=tmp_path, reader="off")) is None
+
+
+def test_target_key_depends_on_source_and_sentence() -> None:
+    a = Target("c", "a.md", "A", "p", "s")
+    assert a.key == Target("x", "a.md", "B", "q", "s").key != Target("c", "b.md", "A", "p", "s").key
