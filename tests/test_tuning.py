@@ -36,7 +36,7 @@ def test_targets_skip_cards_short_and_repeated_sentences() -> None:
 
 
 def test_targets_take_a_few_sentences_per_chunk_in_a_seeded_order() -> None:
-    text = " ".join(f"Sentence number {i} names the reactor fuel rods stored at Yongbyon site {i}." for i in range(8))
+    text = " ".join(f"Sentence {i} names the fuel rods stored at Yongbyon site {i}." for i in range(8))
     chunks = [chunk(text, f"c{i}") for i in range(1)] + [chunk(LONG, "c9")]
     first, again = targets(chunks, seed=3), targets(chunks, seed=3)
     assert first == again
@@ -45,7 +45,8 @@ def test_targets_take_a_few_sentences_per_chunk_in_a_seeded_order() -> None:
 
 def test_question_cache_resumes_and_survives_a_cut_line(tmp_path: Path) -> None:
     path = tmp_path / "q.jsonl"
-    todo = targets([chunk(LONG + " Construction of both reactors stopped in 2003 after the framework broke down.", "c")])
+    more = " Construction of both reactors stopped in 2003 after the framework broke down."
+    todo = targets([chunk(LONG + more, "c")])
     asked: list[str] = []
 
     def ask(messages: list[dict[str, str]]) -> str:
@@ -83,7 +84,8 @@ def test_mine_labels_the_target_and_leaves_out_restatements() -> None:
     passages = [passage(f"{target} {restated}", 1), passage(f"{other} {easy}", 2)]
     row = {"key": "k1", "question": "When did construction stop?", "sentence": target, "chunk_id": "c1"}
     base = ExtractiveAnswerer(HashingEmbeddings())
-    examples = mine([row, {**row, "key": "k2", "question": None}], lambda q: passages, base.scores, {"c1": "History"})
+    rows = [row, {**row, "key": "k2", "question": None}]
+    examples = mine(rows, lambda q: passages, base.scores, {"c1": "History"})
     assert examples[0] == Example("When did construction stop?", f"History: {target}", 1.0, "k1")
     negatives = [e.text for e in examples[1:]]
     assert all(e.label == 0.0 and e.group == "k1" for e in examples[1:])
@@ -113,12 +115,16 @@ def test_the_reader_moves_the_answer_first_and_refuses_when_nothing_answers() ->
     emb = HashingEmbeddings()
     question = "How complete were the reactor buildings when the project was halted?"
     plain = ExtractiveAnswerer(emb, max_sentences=1)
-    read = ExtractiveAnswerer(emb, max_sentences=1, reader=FakeReader("50 percent"), reader_weight=1.0, reader_min=0.5)  # type: ignore[arg-type]
+    read = ExtractiveAnswerer(
+        emb, max_sentences=1, reader=FakeReader("50 percent"), reader_weight=1.0, reader_min=0.5  # type: ignore[arg-type]
+    )
     assert [s for _, s in read.select(question, PASSAGES)] == [
         "The reactor buildings were about 50 percent complete when the project stopped."
     ]
     assert plain.select(question, PASSAGES)  # the base answers something either way
-    unsure = ExtractiveAnswerer(emb, reader=FakeReader("not in any passage"), reader_weight=1.0, reader_min=0.5)  # type: ignore[arg-type]
+    unsure = ExtractiveAnswerer(
+        emb, reader=FakeReader("nowhere"), reader_weight=1.0, reader_min=0.5  # type: ignore[arg-type]
+    )
     assert unsure.select(question, PASSAGES) == []
     assert "".join(unsure.stream(question, PASSAGES, [])).startswith("I could not find")
 
