@@ -35,7 +35,8 @@ TAB_ID = "documents"
 
 DOCUMENTS_CSS = """
 .doc-hidden { display: none !important; }
-#doc-table { max-height: 46vh; overflow-y: auto; }
+#doc-table { max-height: 46vh; overflow: auto !important; }
+#doc-view { clear: both; }
 #doc-table .doc-count { font-size: 0.85em; opacity: 0.75; margin: 4px 0; }
 #doc-table table.doc-table { width: 100%; border-collapse: collapse; font-size: 0.9em; }
 #doc-table th { text-align: left; position: sticky; top: 0; background: var(--background-fill-primary); }
