@@ -38,6 +38,7 @@ from rag.answering import (
 )
 from rag.config import Settings
 from rag.feedback import record_feedback
+from rag.observability import configure_logging, metrics_endpoint
 from rag.ratelimit import RateLimiter
 from rag.slack.format import (
     FEEDBACK_BLOCK_ID,
@@ -186,7 +187,7 @@ class SlackBot:
         self.library = library  # the documents, for the questions a new thread suggests
         self.stream_interval_s = stream_interval_s  # at most one streaming call this often
         self.recent = RecentKeys()
-        self.limiter = RateLimiter(settings.rate_limit_per_minute)
+        self.limiter = RateLimiter(settings.rate_limit_per_minute, frontend="slack")
         self.answers = _AnswerStore()
 
     def register(self, app: App) -> None:
@@ -487,7 +488,8 @@ def build_slack_app(
 
 
 def build_http_server(app: App, host: str, port: int, path: str = "/slack/events") -> uvicorn.Server:
-    """An Events API endpoint at ``path`` on ``host:port`` (Bolt's Starlette adapter on uvicorn).
+    """An Events API endpoint at ``path`` on ``host:port`` (Bolt's Starlette adapter on uvicorn),
+    with ``GET /healthz`` and ``GET /metrics`` (Prometheus) beside it.
 
     ``App.start`` would bind 0.0.0.0 whatever the settings say; this binds ``host``.
     """
@@ -506,7 +508,11 @@ def build_http_server(app: App, host: str, port: int, path: str = "/slack/events
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
-    routes = [Route(path, events, methods=["POST"]), Route("/healthz", health, methods=["GET"])]
+    routes = [
+        Route(path, events, methods=["POST"]),
+        Route("/healthz", health, methods=["GET"]),
+        Route("/metrics", metrics_endpoint(), methods=["GET"]),  # Prometheus scrapes it
+    ]
     web = Starlette(routes=routes)
     return uvicorn.Server(uvicorn.Config(web, host=host, port=port, log_level="info", lifespan="off"))
 
@@ -522,7 +528,7 @@ def run_slack(settings: Settings) -> None:
     """``rag slack``: check the tokens, load the index, then serve until interrupted."""
     from slack_bolt.error import BoltError
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings)
     try:
         mode = check_slack_settings(settings)
     except SlackConfigError as exc:
@@ -531,6 +537,7 @@ def run_slack(settings: Settings) -> None:
         assistant = open_assistant(settings)
     except IndexProblem as exc:
         sys.exit(f"error: {exc}")
+    assistant.frontend = "slack"  # its questions are counted and logged as Slack's
     try:
         app = build_slack_app(
             assistant=assistant,
