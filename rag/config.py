@@ -112,9 +112,11 @@ class Settings(BaseSettings):
     extractive_min_score: float = Field(0.07, ge=-1.0, le=1.0)
     # Further sentences are quoted while they score at least this share of the best one.
     extractive_pick_ratio: float = Field(0.85, ge=0.0, le=1.0)
-    # The sentence reader `rag tune` trains ("auto": used when there is one; "off"), how much its
+    # The sentence reader `rag tune` trains ("on": used when there is one), how much its
     # probability adds to a sentence's score, and the probability below which nothing answers.
-    reader: Literal["auto", "off"] = "auto"
+    # Off by default: trained on 752 written questions it did not beat the base score at choosing
+    # sentences or at telling unanswerable questions apart (docs/quality.md).
+    reader: Literal["on", "off"] = "off"
     reader_weight: float = Field(0.0, ge=0.0, le=10.0)
     reader_min: float = Field(0.0, ge=0.0, le=1.0)
     tune_questions: int = Field(3000, ge=10, le=100_000)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from langchain_core.documents import Document
 
 from rag.answering.extractive import ExtractiveAnswerer
@@ -129,18 +130,36 @@ def test_the_reader_moves_the_answer_first_and_refuses_when_nothing_answers() ->
     assert "".join(unsure.stream(question, PASSAGES, [])).startswith("I could not find")
 
 
-def test_without_a_tuned_reader_nothing_changes(tmp_path: Path) -> None:
+def test_the_reader_is_used_only_when_asked_for_and_trained(tmp_path: Path) -> None:
     from rag.answering.reader import tuned_reader
     from rag.config import Settings
 
-    settings = Settings(data_dir=tmp_path)
+    settings = Settings(data_dir=tmp_path, reader="on")
     assert tuned_reader(settings) is None
     (tmp_path / "tune" / "reader").mkdir(parents=True)
     (tmp_path / "tune" / "reader" / "tune.json").write_text("{}")
     assert tuned_reader(settings) is not None
-    assert tuned_reader(Settings(data_dir=tmp_path, reader="off")) is None
+    assert tuned_reader(Settings(data_dir=tmp_path)) is None  # off unless asked for
 
 
 def test_target_key_depends_on_source_and_sentence() -> None:
     a = Target("c", "a.md", "A", "p", "s")
     assert a.key == Target("x", "a.md", "B", "q", "s").key != Target("c", "b.md", "A", "p", "s").key
+
+
+@pytest.mark.slow
+def test_a_reader_trains_from_the_bundled_minilm_and_scores_what_it_was_taught(tmp_path: Path) -> None:
+    from rag.answering.reader import SentenceReader
+    from rag.index.embeddings import BUNDLED_MODEL, resolve_model_path
+    from rag.tuning.training import train_reader
+
+    answer = "History: The project was halted in 2003 when the framework collapsed."
+    other = "History: Japan paid for a share of the reactors over ten years."
+    examples = []
+    for i in range(12):
+        question = f"When was the reactor project halted? ({i})"
+        examples += [Example(question, answer, 1.0, f"g{i}"), Example(question, other, 0.0, f"g{i}")]
+    out = train_reader(examples, resolve_model_path(BUNDLED_MODEL), tmp_path / "reader", epochs=3, threads=2)
+    probs = SentenceReader(out, threads=2).score("When was the reactor project halted?", [answer, other])
+    assert probs.shape == (2,) and 0.0 <= probs.min() <= probs.max() <= 1.0
+    assert probs[0] > probs[1]

@@ -64,8 +64,8 @@ def reader_dir(settings: Settings) -> Path:
 
 
 def tuned_reader(settings: Settings) -> SentenceReader | None:
-    """The reader ``rag tune`` saved, unless there is none or ``RAG_READER=off``."""
+    """The reader ``rag tune`` saved, with ``RAG_READER=on`` and when there is one."""
     path = reader_dir(settings)
-    if settings.reader == "off" or not (path / "tune.json").is_file():
+    if settings.reader != "on" or not (path / "tune.json").is_file():
         return None
     return SentenceReader(path, threads=settings.llm_threads)
