@@ -110,8 +110,6 @@ class Settings(BaseSettings):
     extractive_max_sentences: int = Field(3, ge=1, le=10)
     # Best sentence score below which the extractive answerer refuses (evals/calibration.md).
     extractive_min_score: float = Field(0.07, ge=-1.0, le=1.0)
-    # Further sentences are quoted while they score at least this share of the best one.
-    extractive_pick_ratio: float = Field(0.85, ge=0.0, le=1.0)
     # The sentence reader `rag tune` trains ("on": used when there is one), how much its
     # probability adds to a sentence's score, and the probability below which nothing answers.
     # Off by default: trained on 752 written questions it did not beat the base score at choosing

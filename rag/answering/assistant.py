@@ -376,7 +376,6 @@ def build_extractive(settings: Settings, embeddings: Embeddings) -> ExtractiveAn
         embeddings,
         max_sentences=settings.extractive_max_sentences,
         min_score=settings.extractive_min_score,
-        pick_ratio=settings.extractive_pick_ratio,
         reader=tuned_reader(settings),
         reader_weight=settings.reader_weight,
         reader_min=settings.reader_min,
