@@ -133,6 +133,24 @@ def test_sources_html_lists_only_cited_passages_newest_first() -> None:
     assert 'id="src-2" open' in out and 'id="src-0" open' not in out
 
 
+def test_a_refusal_shows_the_closest_passages_escaped() -> None:
+    near = [
+        {"source": f"d{i}.md", "chunk_id": f"c{i}", "title": f"Doc {i}", "section": "S", "text": EVIL}
+        for i in range(5)
+    ]
+    refused = {"refused": True, "citations": [], "retrieved": near}
+    out = sources_html([{"question": "How many troops?", "answer": refused}])
+    assert "not answered; the closest passages" in out
+    assert [f"Doc {i}" in out for i in range(5)] == [True, True, True, False, False]
+    assert "<script" not in out and "&lt;script&gt;" in out
+    assert 'data-source="d0.md" data-chunk="c0"' in out
+    # an answer, or a refusal with nothing retrieved (an empty index), adds no such group
+    answered = {"refused": False, "citations": [], "retrieved": near}
+    empty = {"refused": True, "citations": [], "retrieved": []}
+    for answer in (answered, empty):
+        assert "closest" not in sources_html([{"question": "q", "answer": answer}])
+
+
 def test_sources_html_escapes_document_fields_and_drops_script_urls() -> None:
     evil = citation(1, title=EVIL, section=EVIL_IMG, text=f"A {EVIL} B", quote="A", url="javascript:alert(1)")
     out = sources_html([{"question": EVIL, "answer": {"citations": [evil]}}])

@@ -100,7 +100,14 @@ class Answer:
             "refused": self.refused,
             "citations": [c.as_dict() for c in self.citations],
             "retrieved": [
-                {"source": p.source, "chunk_id": p.chunk_id, "score": round(p.similarity, 4), "text": p.text}
+                {
+                    "source": p.source,
+                    "chunk_id": p.chunk_id,
+                    "score": round(p.similarity, 4),
+                    "text": p.text,
+                    "title": p.title,
+                    "section": p.section,
+                }
                 for p in self.retrieved
             ],
             "mode": self.mode,

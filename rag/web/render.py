@@ -134,6 +134,23 @@ def _citation_html(turn: int, citation: Mapping[str, Any], open_: bool) -> str:
     )
 
 
+CLOSEST = 3  # passages shown beside a refusal
+
+
+def _closest_html(turn: int, i: int, passage: Mapping[str, Any]) -> str:
+    title = html.escape(str(passage.get("title") or passage.get("source") or "Untitled"))
+    section = str(passage.get("section") or "")
+    where = f' › <span class="src-section">{html.escape(section)}</span>' if section else ""
+    source = str(passage.get("source") or "")
+    return (
+        f'<details class="src src-closest" id="near-{turn}-{i + 1}">'
+        f'<summary><span class="src-title">{title}</span>{where}</summary>'
+        f'<div class="src-body"><div class="src-meta"><code>{html.escape(source)}</code> '
+        f"{document_link(source, str(passage.get('chunk_id') or ''))}</div>"
+        f'<div class="src-text">{html.escape(str(passage.get("text") or ""))}</div></div></details>'
+    )
+
+
 def document_link(source: str, chunk_id: str = "", label: str = "in Documents") -> str:
     """A link that opens document ``source`` in the documents view (at passage ``chunk_id``);
     the page's script reads the ``data-`` attributes (escaped, so a name cannot break out).
@@ -246,13 +263,20 @@ def sources_html(turns: Sequence[Mapping[str, Any]]) -> str:
     for t in range(last, -1, -1):
         answer = turns[t].get("answer") or {}
         citations = answer.get("citations") or []
-        if not citations:
-            continue
-        items = "".join(_citation_html(t, c, open_=False) for c in citations)
         question = html.escape(_shorten(str(turns[t].get("question", "")), 90))
+        if citations:
+            items = "".join(_citation_html(t, c, open_=False) for c in citations)
+            summary = f"Answer {t + 1}: <q>{question}</q>"
+        elif answer.get("refused") and answer.get("retrieved"):
+            # A refusal says the documents do not answer; the nearest passages let a reader
+            # check that, or find what is close, instead of taking it on trust.
+            items = "".join(_closest_html(t, i, p) for i, p in enumerate(answer["retrieved"][:CLOSEST]))
+            summary = f"Answer {t + 1}: <q>{question}</q> — not answered; the closest passages"
+        else:
+            continue
         groups.append(
             f'<details class="src-group" id="src-{t}"{" open" if t == last else ""}>'
-            f"<summary>Answer {t + 1}: <q>{question}</q></summary>{items}</details>"
+            f"<summary>{summary}</summary>{items}</details>"
         )
     if not groups:
         return '<div class="src-empty">Passages cited by the answers appear here.</div>'
