@@ -10,7 +10,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export ANONYMIZED_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: run install install-dev install-bench apt-test index test unit lint eval bench llm models test-llm image-smoke clean
+.PHONY: run install install-dev install-bench ragas apt-test index test unit lint eval bench llm models test-llm image-smoke clean
 
 run: index
 	$(BIN)/python app.py
@@ -32,8 +32,16 @@ $(VENV)/.installed-bench: pyproject.toml | $(VENV)/.installed-dev
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'
 	touch $@
 
+# RAGAS reads the eval's export (tests/test_ragas_export.py) from its own environment: its pins
+# of openai, typer and rich cannot share the app's.
+.venv-ragas/.installed: evals/ragas-requirements.txt
+	$(PYTHON) -m venv .venv-ragas
+	.venv-ragas/bin/python -m pip install -q -r evals/ragas-requirements.txt
+	touch $@
+
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
+ragas: .venv-ragas/.installed
 install-bench: $(VENV)/.installed-bench
 
 # Debian's Chromium drives the browser tests (playwright's own browser download cannot work offline).
@@ -55,7 +63,7 @@ unit: install-dev
 	$(BIN)/python -m pytest
 
 # Every test, whatever its markers; a missing optional extra (llama-cpp-python) fails, not skips.
-test: install-dev apt-test lint test-llm
+test: install-dev apt-test lint test-llm ragas
 	RAG_REQUIRE_EXTRAS=1 $(BIN)/python -m pytest -m "integration or slow or not (integration or slow)"
 	$(RAG) eval --gate evals/thresholds.json --out .rag/eval-ci
 	$(RAG) eval --gate evals/thresholds-heldout.json --questions evals/heldout.jsonl --out .rag/eval-ci-heldout

@@ -38,6 +38,7 @@ from rag.answering import (
 )
 from rag.config import Settings
 from rag.evaluation.metrics import KS, ExactJudge, Judge, VerifierJudge, aggregate, score
+from rag.evaluation.ragas_export import write_ragas
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -415,6 +416,9 @@ def run_cli(
         say(f"{name}: {len(rows)} questions in {seconds:.0f} s")
     report = eval_report.build_report(settings, runs, questions=questions, n_questions=len(items))
     eval_report.write_all(out, all_rows, report)
+    if not retrieval_only:
+        by_id = {str(item.get("id")): item for item in items}
+        write_ragas(out, all_rows, by_id, settings.top_k)  # ragas-<answerer>.jsonl, for RAGAS users
     say(eval_report.summary_text(report))
     say(f"report: {out / 'report.md'}")
     code = 0
