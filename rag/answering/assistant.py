@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
     from langchain_core.embeddings import Embeddings
+    from langchain_core.retrievers import BaseRetriever
     from langchain_core.runnables import Runnable
 
     from rag.index.ingest import IngestReport
@@ -86,8 +87,11 @@ class Assistant:
         refresh: Callable[[], object] | None = None,
         refresh_every_s: float = 10.0,
         frontend: str = "api",
+        retriever: BaseRetriever | None = None,
     ) -> None:
         self.chain = chain
+        # The hybrid retriever the chain ranks with, a LangChain retriever for users' own chains.
+        self.retriever = retriever
         self.frontend = frontend
         self.retrieval = retrieval
         self.status = status or {}
@@ -474,4 +478,5 @@ def open_assistant(
         refresh=refresh,
         refresh_every_s=settings.index_check_s,
         frontend=frontend,
+        retriever=retriever,
     )
