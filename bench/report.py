@@ -297,7 +297,7 @@ def render(results: dict[str, Any], targets: list[dict[str, Any]], plot_name: st
         ]
         for label, key in (
             ("question embedding", "embed_query"),
-            ("retrieval (`HybridRetriever.retrieve`)", "retrieval"),
+            ("retrieval (`HybridRetriever.invoke`)", "retrieval"),
             ("extractive answer (`Assistant.ask`)", "answer_extractive"),
         ):
             s = lat[key]
