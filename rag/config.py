@@ -115,6 +115,9 @@ class Settings(BaseSettings):
     # Off by default: trained on 752 written questions it did not beat the base score at choosing
     # sentences or at telling unanswerable questions apart (docs/quality.md).
     reader: Literal["on", "off"] = "off"
+    # The learned sentence ranker (rag/answering/ranking.py, trained by evals/train_ranker.py)
+    # orders the extractive answerer's sentences; "off" gives the base score's order and ratio.
+    sentence_ranker: Literal["on", "off"] = "on"
     reader_weight: float = Field(0.0, ge=0.0, le=10.0)
     reader_min: float = Field(0.0, ge=0.0, le=1.0)
     tune_questions: int = Field(3000, ge=10, le=100_000)

@@ -30,6 +30,10 @@ STOPWORDS = frozenset(
 )
 # The section a document's card (title, author, source) is filed under by the splitter; a
 # sentence of the card is not a list item of a section.
+# How a sentence ends: a full stop, question or exclamation mark, colon or semicolon (or an
+# ellipsis), maybe inside closing quotes or brackets, or a citation marker.
+SENTENCE_END = re.compile(r"(?:[.!?:;\u2026][\"'\u201d\u2019)\]]*|\[\d{1,3}(?:\s*,\s*\d{1,3})*\])\s*$")
+NUMBER_THEN_SENTENCE = re.compile(r"(\d+[.)])\s+(?=[A-Z])")
 CARD_SECTION = "About this document"
 
 _local = threading.local()
@@ -53,7 +57,32 @@ def split_sentences(text: str) -> list[str]:
         line = line.strip()
         if not line:
             continue
-        for sentence in _segmenter().segment(line):
+        # pysbd takes an enumerator for a new sentence: "... under subsection (a)." comes back
+        # as "... under subsection" and "(a).". A piece that stops without a full stop (or a
+        # marker) did not end its sentence: it runs on, as the line has it, to the next.
+        pieces: list[str] = []
+        start = cursor = 0
+        for piece in _segmenter().segment(line):
+            piece = piece.strip()
+            found = line.find(piece, cursor)
+            if found < 0:  # not where expected (pysbd changed it): keep pysbd's split
+                pieces.append(piece)
+                start = cursor
+                continue
+            cursor = found + len(piece)
+            number = NUMBER_THEN_SENTENCE.match(piece)
+            if pieces and not SENTENCE_END.search(pieces[-1]) and number:
+                # "... at site " + "0. Sentence 1 ...": the number (and its full stop) ended
+                # the sentence before; the rest is a sentence of its own.
+                pieces[-1] = line[start : found + len(number.group(1))]
+                start = found + number.end()
+                pieces.append(line[start:cursor])
+            elif pieces and not SENTENCE_END.search(pieces[-1]):
+                pieces[-1] = line[start:cursor]
+            else:
+                start = found
+                pieces.append(piece)
+        for sentence in pieces:
             # A marker followed by a new capitalised claim ends a sentence even without a full
             # stop (extractive answers quote list items: "Coastline: 2,495 km [1] Capital: ...").
             for part in CLAIM_BREAK.split(sentence):

@@ -202,6 +202,26 @@ def test_sentence_splitting_and_marker_cleaning() -> None:
     assert clean_markers("A [1, 2, 9]. B [3].", {1, 2}) == "A [1][2]. B."
 
 
+def test_an_enumerator_inside_a_sentence_does_not_split_it() -> None:
+    # pysbd takes "(a)" and "0." for the start of a list item; the sentence runs on, verbatim.
+    law = (
+        "A ban under subsection (a). [3] Sanctions in section 6(a) of the Act [5] "
+        "(II) sold to a person (other than one in subsection (b)); or [2]"
+    )
+    assert split_sentences(law) == [
+        "A ban under subsection (a). [3]",
+        "Sanctions in section 6(a) of the Act [5]",
+        "(II) sold to a person (other than one in subsection (b)); or [2]",
+    ]
+    sites = "Rods were kept at site 0. Fuel was stored at site 1. Nothing was at site 2."
+    assert split_sentences(sites) == [
+        "Rods were kept at site 0.",
+        "Fuel was stored at site 1.",
+        "Nothing was at site 2.",
+    ]
+    assert split_sentences("He left. (a) Then he came back.") == ["He left.", "(a) Then he came back."]
+
+
 def test_openai_answerer_against_a_fake_server(settings: Settings, tmp_path: Path) -> None:
     reply = "China accounts for 70 percent of North Korea's trade [1]."
     with fake_openai(reply) as server:

@@ -373,7 +373,9 @@ def refresh_index(
 
 
 def build_extractive(settings: Settings, embeddings: Embeddings) -> ExtractiveAnswerer:
-    """The extractive answerer, with the reader ``rag tune`` trained when there is one."""
+    """The extractive answerer, with the sentence ranker, and the reader ``rag tune`` trained
+    when there is one."""
+    from rag.answering.ranking import SentenceRanker
     from rag.answering.reader import tuned_reader
 
     return ExtractiveAnswerer(
@@ -383,6 +385,7 @@ def build_extractive(settings: Settings, embeddings: Embeddings) -> ExtractiveAn
         reader=tuned_reader(settings),
         reader_weight=settings.reader_weight,
         reader_min=settings.reader_min,
+        ranker=SentenceRanker.load() if settings.sentence_ranker == "on" else None,
     )
 
 
