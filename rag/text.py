@@ -22,6 +22,9 @@ from typing import Any
 MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+")
 CLAIM_BREAK = re.compile(r"(?<=\d\])\s+(?=[A-Z(])")
+# In an answer every marker closes its claim, also before a figure or a lowercase word (quoted
+# list items: "(2012) [1] 20-30 years"); in a passage "[98] 21 2254 2178" is a telephone number.
+ANSWER_CLAIM_BREAK = re.compile(r"(?<=\d\])\s+(?=[a-z0-9])")
 WORD = re.compile(r"[a-z0-9]+(?:[.,][0-9]+)*")
 STOPWORDS = frozenset(
     "a an the of and or to in on at by for from with as is are was were be been being it its this"
@@ -100,6 +103,17 @@ def split_sentences(text: str) -> list[str]:
         if sentence:
             merged.append(sentence)
     return merged
+
+
+def split_claims(answer: str) -> list[str]:
+    """The claims of an answer: its sentences, cut after every ``[n]`` marker.
+
+    >>> split_claims("Age: 18 (2012) [1] 20-30 years of age [3]")
+    ['Age: 18 (2012) [1]', '20-30 years of age [3]']
+    """
+    return [
+        part for sentence in split_sentences(answer) for part in ANSWER_CLAIM_BREAK.split(sentence) if part
+    ]
 
 
 def strip_markers(text: str) -> str:

@@ -13,7 +13,7 @@ from rag.answering.citations import clean_markers
 from rag.answering.condense import heuristic_condense
 from rag.config import Settings
 from rag.retrieval import Passage
-from rag.text import split_sentences
+from rag.text import split_claims, split_sentences
 from tests.fake_openai import fake_openai
 from tests.fakes import build_fake_assistant
 
@@ -220,6 +220,18 @@ def test_an_enumerator_inside_a_sentence_does_not_split_it() -> None:
         "Nothing was at site 2.",
     ]
     assert split_sentences("He left. (a) Then he came back.") == ["He left.", "(a) Then he came back."]
+
+
+def test_every_marker_closes_a_claim_of_an_answer_but_not_a_telephone_number_in_a_passage() -> None:
+    answer = "Minimum age for voluntary service (2012) [1] 20-30 years of age [3] revised 2009 [2]"
+    assert split_claims(answer) == [
+        "Minimum age for voluntary service (2012) [1]",
+        "20-30 years of age [3]",
+        "revised 2009 [2]",
+    ]
+    assert split_sentences("The embassy is in Tehran; telephone [98] 21 2254 2178.") == [
+        "The embassy is in Tehran; telephone [98] 21 2254 2178."
+    ]
 
 
 def test_openai_answerer_against_a_fake_server(settings: Settings, tmp_path: Path) -> None:

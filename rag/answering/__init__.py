@@ -40,7 +40,7 @@ from rag.index.ingest import IngestBusyError
 from rag.index.library import DocumentInfo, DocumentLibrary, DocumentNotFoundError, Upload, UploadResult
 from rag.index.store import IndexProblem
 from rag.retrieval import Passage
-from rag.text import normalise, split_sentences
+from rag.text import normalise, split_claims, split_sentences
 
 __all__ = [
     "MARKER",
@@ -76,6 +76,7 @@ __all__ = [
     "open_assistant",
     "open_library",
     "refresh_index",
+    "split_claims",
     "split_sentences",
     "strip_markers",
     "update_index",

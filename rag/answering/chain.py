@@ -30,7 +30,7 @@ from rag.answering.types import Answer, Answerer, AnswererError, Citation, Delta
 from rag.answering.verification import Verifier, verify_by_match
 from rag.config import Settings
 from rag.retrieval import Passage, fuse_passages
-from rag.text import best_quote, split_sentences
+from rag.text import best_quote, split_claims
 
 # The chain's retriever: ``HybridRetriever``, or any LangChain retriever whose documents carry
 # ``Passage.to_document``'s metadata and that takes ``k``, ``sources`` and ``depth`` in ``invoke``.
@@ -210,7 +210,7 @@ def cite(state: TurnState, text: str, mode: str, *, verify: Verifier, settings: 
     cleaned = clean_markers(text, valid)
     sentences: list[Sentence] = []
     kept: list[str] = []
-    for raw in split_sentences(cleaned):
+    for raw in split_claims(cleaned):
         cited = markers_in(raw)
         claim = strip_markers(raw)
         if not claim:

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from rag.answering import Passage, Verifier, markers_in, normalise, split_sentences, strip_markers
+from rag.answering import Passage, Verifier, markers_in, normalise, split_claims, strip_markers
 
 KS: tuple[int, ...] = (1, 3, 5, 10)
 # A quote cut by a chunk boundary still counts when one chunk holds this share of it. With the
@@ -132,7 +132,7 @@ def answer_sentences(answer: Mapping[str, Any]) -> list[tuple[str, list[int]]]:
     sentences = answer.get("sentences")
     if sentences:
         return [(str(s.get("text", "")), [int(n) for n in s.get("citations") or []]) for s in sentences]
-    return [(s, markers_in(s)) for s in split_sentences(str(answer.get("answer", "")))]
+    return [(s, markers_in(s)) for s in split_claims(str(answer.get("answer", "")))]
 
 
 def citation_metrics(answer: Mapping[str, Any] | None) -> Metrics:
@@ -212,7 +212,13 @@ def _passage(data: Mapping[str, Any]) -> Passage:
     return Passage(
         chunk_id=str(data.get("chunk_id", "")),
         text=str(data.get("text", "")),
-        metadata={"source": data.get("source", "")},
+        # The title and section too: a quoted list item is shown with its heading
+        # ("Military service age and obligation: 17 years of age"), which only they hold.
+        metadata={
+            "source": data.get("source", ""),
+            "title": data.get("title") or data.get("source", ""),
+            "section": data.get("section", ""),
+        },
         similarity=float(data.get("score", 0.0) or 0.0),
     )
 
