@@ -23,6 +23,8 @@ QUESTION_FILES = {
     "heldout": HELDOUT,
     "blind": REPO / "evals" / "blind.jsonl",
     "fresh": REPO / "evals" / "fresh.jsonl",
+    "fresh2": REPO / "evals" / "fresh2.jsonl",
+    "fresh3": REPO / "evals" / "fresh3.jsonl",
 }
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
