@@ -151,6 +151,25 @@ def test_refusal_is_plain() -> None:
     assert msg.text == "I could not find the answer to that in the documents."
 
 
+def test_a_refusal_lists_the_closest_passages_escaped() -> None:
+    near = [
+        passage(1, title="KEDO <b>&</b>", section="Funding"),
+        passage(2, url=None, title="Factbook", section="Military"),
+        passage(3, title="Third"),
+        passage(4, title="Fourth is not listed"),
+    ]
+    refusal = answer("I could not find the answer to that in the documents.", refused=True)
+    refusal.retrieved = near
+    (msg,) = render_answer(refusal)
+    assert [b["type"] for b in msg.blocks] == ["section", "context"]
+    listed = msg.blocks[1]["elements"][0]["text"]
+    assert listed.startswith("_Not answered; the closest passages:_")
+    assert "KEDO &lt;b&gt;&amp;&lt;/b&gt;" in listed and "_Funding_" in listed and "Factbook" in listed
+    assert "<https://example.org/doc|" in listed and "Fourth" not in listed
+    assert_only_safe_links(listed)
+    assert msg.text == "I could not find the answer to that in the documents."
+
+
 def test_note_becomes_context() -> None:
     a = answer("Claim.")
     a.note = "the generated answer was not supported <x>"

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from markdown_it import MarkdownIt
     from markdown_it.token import Token
 
-    from rag.answering import Answer, Citation
+    from rag.answering import Answer, Citation, Passage
 
 # Slack's documented limits (https://docs.slack.dev/reference/block-kit/blocks).
 SECTION_TEXT_LIMIT = 3000
@@ -30,6 +30,7 @@ BLOCKS_PER_MESSAGE = 50
 MESSAGE_TEXT_LIMIT = 40_000
 BUTTON_VALUE_LIMIT = 2000
 QUOTE_CHARS = 280
+CLOSEST = 3  # passages listed beside a refusal, as in the web chat
 
 FEEDBACK_BLOCK_ID = "rag_feedback"
 FEEDBACK_UP = "rag_feedback_up"
@@ -283,6 +284,16 @@ def source_line(citation: Citation) -> str:
     return line
 
 
+def closest_line(p: Passage) -> str:
+    """``• <url|title> — author, publication · section``, escaped, for a passage near a refusal."""
+    title = shorten(p.title or p.source or "source", 200)
+    line = f"\u2022 {link(p.url, title)}{byline(p.author, p.publication)}"
+    if p.section and p.section != p.title:
+        line += " · _" + escape(shorten(p.section, 200)) + "_"
+    # Three lines must fit a context element's 3,000 characters: a pathological URL loses its link.
+    return line if len(line) <= 900 else f"\u2022 {escape(title)}"
+
+
 def feedback_block(feedback_id: str, question: str) -> dict[str, Any]:
     """The 👍 / 👎 buttons; ``value`` carries the key of the stored answer and the question."""
     value = json.dumps({"id": feedback_id, "q": question[:1000]}, ensure_ascii=False)
@@ -311,7 +322,8 @@ def feedback_block(feedback_id: str, question: str) -> dict[str, Any]:
 def render_answer(answer: Answer, feedback_id: str | None = None) -> list[SlackMessage]:
     """The reply to post, usually one message: answer sections, a Sources section, a note,
     the feedback buttons. An answer too long for one message's 50 blocks continues in more.
-    Refusals are plain: the refusal text, no sources.
+    A refusal is its one sentence, then (as in the web chat) the closest passages, marked as not
+    holding the answer.
     """
     body = answer_mrkdwn(answer)
     blocks = [_section(piece) for piece in split_text(body)] + after_answer(answer, feedback_id)
@@ -343,6 +355,12 @@ def after_answer(answer: Answer, feedback_id: str | None = None) -> list[dict[st
             else:
                 group += "\n" + entry
         blocks.append(_section(group))
+    if answer.refused and answer.retrieved:
+        # The refusal says the documents do not answer; the nearest passages let a reader check
+        # that, or find what is close, instead of taking it on trust.
+        lines = "\n".join(closest_line(p) for p in answer.retrieved[:CLOSEST])
+        text = f"_Not answered; the closest passages:_\n{lines}"
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": text, "verbatim": True}]})
     unsupported = [s.text for s in answer.sentences if s.supported is False]
     if unsupported and not answer.refused:
         # Slack text cannot carry an inline flag safely through mrkdwn conversion: list them.
