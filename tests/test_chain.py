@@ -81,6 +81,15 @@ def test_invalid_markers_are_removed_and_valid_ones_kept(settings: Settings) -> 
     assert answer.sentences[1].citations == [] and answer.sentences[1].supported is False
 
 
+def test_a_passage_cited_twice_is_quoted_by_its_first_claim(settings: Settings) -> None:
+    # The second claim shares more words with "Talks are a sign of strength." than the first
+    # does with its own sentence: the quote still backs the answer's first sentence.
+    text = "It proved to be an immense failure [1]. Talks are a sign of strength, talks are strength [1]."
+    answer = build_fake_assistant(settings, answerer=fake_llm(text)).ask("What policy failed?")
+    assert [c.n for c in answer.citations] == [1]
+    assert "immense failure" in answer.citations[0].quote
+
+
 def test_unsupported_generated_sentence_is_marked_and_can_be_dropped(
     settings: Settings, tmp_path: Path
 ) -> None:

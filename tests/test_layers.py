@@ -166,6 +166,7 @@ def test_the_answering_api_is_pinned() -> None:
         "open_assistant",
         "open_library",
         "refresh_index",
+        "split_claims",
         "split_sentences",
         "strip_markers",
         "update_index",

@@ -228,8 +228,11 @@ def cite(state: TurnState, text: str, mode: str, *, verify: Verifier, settings: 
         order += [n for n in s.citations if n not in order]
     quotes: dict[int, str] = {}
     for n in order:
-        claims = " ".join(strip_markers(s.text) for s in sentences if n in s.citations)
-        quotes[n] = best_quote(claims, passages[n - 1].text)
+        # The quote shown for a passage is the sentence its first claim rests on: the answer's
+        # lead, when several sentences cite one passage (a best match over all of them picked
+        # whichever shared the most words, often the last).
+        first = next(s for s in sentences if n in s.citations)
+        quotes[n] = best_quote(strip_markers(first.text), passages[n - 1].text)
     base.answer = " ".join(kept) if settings.drop_unsupported else cleaned.strip()
     base.sentences = sentences
     base.citations = [Citation(n, passages[n - 1], quotes[n]) for n in order]
