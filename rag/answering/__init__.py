@@ -11,7 +11,8 @@ Front ends import from here, ``rag.config`` and ``rag.runtime`` (plus the shared
 
 Inside: ``assistant`` (wiring, ``open_assistant``), ``chain`` (condense -> retrieve -> answer ->
 cite), ``library`` (the documents service, ``open_library``: list, read, upload, remove),
-``types``, ``questions``, ``condense``, ``verification``, ``citations``, the answerers
+``types``, ``questions``, ``condense``, ``verification``, ``facts`` (the strict check of a
+written sentence's numbers, dates and names), ``citations``, the answerers
 (``extractive``, ``chat_model``, ``llamacpp``, and ``judged``: the local model judging the
 extractive quotes), ``llm_files`` (installing the local model) and ``prompts``.
 """

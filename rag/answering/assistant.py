@@ -24,8 +24,9 @@ from rag.answering.chain import TurnState, build_chain, build_retrieval
 from rag.answering.chat_model import ChatModelAnswerer, build_openai_model
 from rag.answering.condense import Condenser, llm_condense
 from rag.answering.extractive import ExtractiveAnswerer
+from rag.answering.facts import strict
 from rag.answering.types import Answer, Answerer, Delta, QuestionError, Turn
-from rag.answering.verification import Verifier
+from rag.answering.verification import Verifier, verify_by_match
 from rag.config import Settings
 from rag.index.store import IndexProblem
 from rag.observability import QUESTION_LOG, Metrics, log_event, new_request_id, process_metrics
@@ -444,15 +445,18 @@ def open_assistant(
     extractive = build_extractive(settings, model())
     condense: Condenser | None = None
     verifier: Verifier | None = None
+    # A written sentence must keep every number, date and name of the passages it cites: word
+    # overlap and the small model's yes/no both let "$60 billion" for "$15 million" through.
     if settings.answerer == "openai":
         condense = llm_condense(build_openai_model(settings))
+        verifier = strict(verify_by_match)
     elif settings.answerer == "llamacpp" and settings.llm_role == "writer":
         # A judged answer is made of quotes: the heuristic condenses and exact matching checks
         # it, and the model's time goes to the one judgement.
         from rag.answering.llamacpp import llamacpp_condense, llamacpp_verifier
 
         condense = llamacpp_condense(settings)
-        verifier = llamacpp_verifier(settings)
+        verifier = strict(llamacpp_verifier(settings))
     chain = build_chain(
         retriever=retriever,
         answerer=answerer,
