@@ -135,31 +135,38 @@ class ExtractiveAnswerer:
         found = candidates(passages)
         if not found:
             return found, np.zeros(0), None, None
-        texts = [c.context for c in found]
-        if self.ranker is not None:
-            texts += [c.shown for c in found]
-        dense = self._cosines(question, texts)
-        scores = self._combine(question, found, dense[: len(found)], len(passages))
-        ranked = None
-        if self.ranker is not None:
-            from rag.answering.ranking import sentence_features
-
-            features = sentence_features(question, found, passages, dense[: len(found)], dense[len(found) :])
-            ranked = self.ranker.score(features)
+        dense, features = self._embedded(question, found, passages, ranked=self.ranker is not None)
+        scores = self._combine(question, found, dense, len(passages))
+        ranked = self.ranker.score(features) if self.ranker is not None and features is not None else None
         if self.reader is None:
             return found, scores, None, ranked
-        read = self.reader.score(question, texts[: len(found)])
+        read = self.reader.score(question, [c.context for c in found])
         return found, scores + self.reader_weight * read, read, ranked
 
     def features(self, question: str, passages: Sequence[Passage]) -> tuple[list[Candidate], np.ndarray]:
         """The candidates and the ranker's features of each (what evals/train_ranker.py learns from)."""
-        from rag.answering.ranking import sentence_features
+        from rag.answering.ranking import FEATURES
 
         found = candidates(passages)
         if not found:
-            return found, sentence_features(question, found, passages, np.zeros(0), np.zeros(0))
-        dense = self._cosines(question, [c.context for c in found] + [c.shown for c in found])
-        return found, sentence_features(question, found, passages, dense[: len(found)], dense[len(found) :])
+            return found, np.zeros((0, len(FEATURES)), dtype=np.float32)
+        _, features = self._embedded(question, found, passages, ranked=True)
+        assert features is not None
+        return found, features
+
+    def _embedded(
+        self, question: str, found: Sequence[Candidate], passages: Sequence[Passage], *, ranked: bool
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each candidate's cosine with the question and, when ``ranked``, the ranker's features:
+        one embedding pass over the sentences with their section paths (and as shown)."""
+        n = len(found)
+        texts = [c.context for c in found] + ([c.shown for c in found] if ranked else [])
+        dense = self._cosines(question, texts)
+        if not ranked:
+            return dense, None
+        from rag.answering.ranking import sentence_features
+
+        return dense[:n], sentence_features(question, found, passages, dense[:n], dense[n:])
 
     def _cosines(self, question: str, texts: list[str]) -> np.ndarray:
         vectors = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)

@@ -265,20 +265,15 @@ def _year_range_ends(text: str) -> set[Decimal]:
 def _dates(text: str) -> Iterator[tuple[tuple[str, str, int], str]]:
     """Every (month, "day" | "year", number) a text pairs: "21 October 1994", "October 21, 1994",
     "October 1994", "21st of October"."""
-    for match in _DAY_MONTH.finditer(text):
-        month = _MONTH_OF[match.group(2).lower()]
-        day, year = int(match.group(1)), match.group(3)
-        if 1 <= day <= 31:
-            yield (month, "day", day), match.group(0)
-        if year:
-            yield (month, "year", int(year)), f"{match.group(2)} {year}"
-    for match in _MONTH_DAY.finditer(text):
-        month = _MONTH_OF[match.group(1).lower()]
-        day, year = int(match.group(2)), match.group(3)
-        if 1 <= day <= 31:
-            yield (month, "day", day), match.group(0)
-        if year:
-            yield (month, "year", int(year)), f"{match.group(1)} {year}"
+    # The two orders differ only in which group holds the month and which the day.
+    for pattern, month_at, day_at in ((_DAY_MONTH, 2, 1), (_MONTH_DAY, 1, 2)):
+        for match in pattern.finditer(text):
+            month = _MONTH_OF[match.group(month_at).lower()]
+            day, year = int(match.group(day_at)), match.group(3)
+            if 1 <= day <= 31:
+                yield (month, "day", day), match.group(0)
+            if year:
+                yield (month, "year", int(year)), f"{match.group(month_at)} {year}"
     for match in _MONTH_YEAR.finditer(text):
         yield (_MONTH_OF[match.group(1).lower()], "year", int(match.group(2))), match.group(0)
 

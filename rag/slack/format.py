@@ -274,9 +274,7 @@ def source_line(citation: Citation) -> str:
     p = citation.passage
     title = shorten(p.title or p.source or "source", 200)
     by = byline(p.author, p.publication)
-    line = f"*[{citation.n}]* {link(p.url, title)}{by}"
-    if p.section and p.section != p.title:
-        line += " · _" + escape(shorten(p.section, 200)) + "_"
+    line = f"*[{citation.n}]* {_passage_label(p, title)}"
     if citation.quote:
         line += "\n> " + escape(shorten(citation.quote, QUOTE_CHARS))
     if len(line) > SECTION_TEXT_LIMIT:  # only a pathological URL gets here: drop the link
@@ -284,12 +282,18 @@ def source_line(citation: Citation) -> str:
     return line
 
 
+def _passage_label(p: Passage, title: str) -> str:
+    """``<url|title> — author, publication · section``, escaped: a source or a closest passage."""
+    label = f"{link(p.url, title)}{byline(p.author, p.publication)}"
+    if p.section and p.section != p.title:
+        label += " · _" + escape(shorten(p.section, 200)) + "_"
+    return label
+
+
 def closest_line(p: Passage) -> str:
     """``• <url|title> — author, publication · section``, escaped, for a passage near a refusal."""
     title = shorten(p.title or p.source or "source", 200)
-    line = f"\u2022 {link(p.url, title)}{byline(p.author, p.publication)}"
-    if p.section and p.section != p.title:
-        line += " · _" + escape(shorten(p.section, 200)) + "_"
+    line = f"\u2022 {_passage_label(p, title)}"
     # Three lines must fit a context element's 3,000 characters: a pathological URL loses its link.
     return line if len(line) <= 900 else f"\u2022 {escape(title)}"
 
