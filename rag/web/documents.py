@@ -274,7 +274,12 @@ def build_documents_tab(view: DocumentsView, demo: gr.Blocks, tabs: gr.Tabs) -> 
     on_upload.__annotations__["request"] = gr.Request
 
     private: dict[str, Any] = {"api_visibility": "private"}
-    demo.load(on_load, None, [admin, table], **private)
+    # The load's table is computed from an empty filter; a reader who typed into the filter
+    # while the page loaded (the load answered after the filter's own change event) would see
+    # the whole list again, so the table is filtered once more by what the box holds then.
+    demo.load(on_load, None, [admin, table], **private).then(
+        view.table, query, table, **private
+    )
     query.change(view.table, query, table, concurrency_limit=None, **private)
     open_.click(on_open, request, [tabs, shown, opened, notice, remove], **private).then(
         None, None, None, js=SCROLL_JS
