@@ -137,6 +137,7 @@ def test_the_answering_api_is_pinned() -> None:
         "Answerer",
         "AnswererError",
         "Assistant",
+        "AssistantRunnable",
         "Citation",
         "Delta",
         "DocumentInfo",

@@ -7,8 +7,8 @@ from typing import Any
 
 from langchain_core.callbacks.base import BaseCallbackHandler
 
+from rag.answering import AssistantRunnable
 from rag.answering.assistant import open_assistant
-from rag.answering.runnable import AssistantRunnable
 from rag.index.ingest import ingest
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings, write_corpus

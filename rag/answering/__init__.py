@@ -12,7 +12,8 @@ Front ends import from here, ``rag.config`` and ``rag.runtime`` (plus the shared
 Inside: ``assistant`` (wiring, ``open_assistant``), ``chain`` (condense -> retrieve -> answer ->
 cite), ``library`` (the documents service, ``open_library``: list, read, upload, remove),
 ``types``, ``questions``, ``condense``, ``verification``, ``facts`` (the strict check of a
-written sentence's numbers, dates and names), ``citations``, the answerers
+written sentence's numbers, dates and names), ``citations``, ``runnable`` (the assistant as a
+LangChain ``Runnable``), the answerers
 (``extractive``, ``chat_model``, ``llamacpp``, and ``judged``: the local model judging the
 extractive quotes), ``llm_files`` (installing the local model) and ``prompts``.
 """
@@ -25,6 +26,7 @@ from rag.answering.library import open_library
 from rag.answering.llamacpp import llamacpp_judge
 from rag.answering.llm_files import install_model, model_path
 from rag.answering.questions import check_question
+from rag.answering.runnable import AssistantRunnable
 from rag.answering.types import (
     Answer,
     Answerer,
@@ -49,6 +51,7 @@ __all__ = [
     "Answerer",
     "AnswererError",
     "Assistant",
+    "AssistantRunnable",
     "Citation",
     "Delta",
     "DocumentInfo",
