@@ -225,8 +225,8 @@ def build_documents_tab(view: DocumentsView, demo: gr.Blocks, tabs: gr.Tabs) -> 
         remove = gr.Button("Remove this document", variant="stop", visible=False, elem_id="doc-remove")
         shown = gr.HTML("", elem_id="doc-view")
 
-    def on_load(request: gr.Request) -> tuple[Any, ...]:
-        return gr.Column(visible=view.may_change(username(request))), view.table()
+    def on_load(request: gr.Request) -> Any:
+        return gr.Column(visible=view.may_change(username(request)))
 
     def on_open(asked: str, request: gr.Request) -> tuple[Any, ...]:
         result = view.open(asked)
@@ -274,12 +274,10 @@ def build_documents_tab(view: DocumentsView, demo: gr.Blocks, tabs: gr.Tabs) -> 
     on_upload.__annotations__["request"] = gr.Request
 
     private: dict[str, Any] = {"api_visibility": "private"}
-    # The load's table is computed from an empty filter; a reader who typed into the filter
-    # while the page loaded (the load answered after the filter's own change event) would see
-    # the whole list again, so the table is filtered once more by what the box holds then.
-    demo.load(on_load, None, [admin, table], **private).then(
-        view.table, query, table, **private
-    )
+    # The table is rendered once the load has answered, from what the filter box holds then:
+    # rendered inside the load, from the empty filter the page started with, it could answer
+    # after the filter's own change event and undo what a reader typed during the load.
+    demo.load(on_load, None, admin, **private).then(view.table, query, table, **private)
     query.change(view.table, query, table, concurrency_limit=None, **private)
     open_.click(on_open, request, [tabs, shown, opened, notice, remove], **private).then(
         None, None, None, js=SCROLL_JS
