@@ -110,6 +110,10 @@ class Settings(BaseSettings):
     extractive_max_sentences: int = Field(3, ge=1, le=10)
     # Best sentence score below which the extractive answerer refuses (evals/calibration.md).
     extractive_min_score: float = Field(0.07, ge=-1.0, le=1.0)
+    # When all the quoted sentences come from one document, the best sentence of another one is
+    # quoted too if the ranker puts it within this many (0: never); for questions across two
+    # documents (docs/quality.md).
+    extractive_other_document_within: int = Field(6, ge=0, le=30)
     # The sentence reader `rag tune` trains ("on": used when there is one), how much its
     # probability adds to a sentence's score, and the probability below which nothing answers.
     # Off by default: trained on 752 written questions it did not beat the base score at choosing

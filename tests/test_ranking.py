@@ -137,3 +137,35 @@ def test_settings_switch_the_ranker() -> None:
     emb = HashingEmbeddings()
     assert build_extractive(Settings(), emb).ranker is not None
     assert build_extractive(Settings(sentence_ranker="off"), emb).ranker is None
+
+
+def test_when_every_pick_is_from_one_document_another_document_s_best_sentence_joins() -> None:
+    question = "How many members did the task force have then and now?"
+    first = passage(
+        "The task force was set up by the Group of Seven. It had sixteen members at first. "
+        "Its secretariat sits in Paris. Its president serves one year.",
+        "fatf.md",
+        0.7,
+    )
+    passages = [first, PASSAGES[1]]
+    emb, ranker = HashingEmbeddings(), one_hot_ranker("passage_rank")
+    alone = ExtractiveAnswerer(emb, min_score=-1.0, max_sentences=3, ranker=ranker)
+    assert {n for n, _ in alone.select(question, passages)} == {1}
+    both = ExtractiveAnswerer(emb, min_score=-1.0, max_sentences=3, ranker=ranker, other_document_within=6)
+    picked = both.select(question, passages)
+    assert [n for n, _ in picked] == [1, 1, 1, 2] and "38 members" in picked[-1][1]
+    # Beyond the rank it must reach, the other document stays out.
+    near = ExtractiveAnswerer(emb, min_score=-1.0, max_sentences=3, ranker=ranker, other_document_within=4)
+    assert {n for n, _ in near.select(question, passages)} == {1}
+    # Picks already from two documents: nothing is added.
+    two = ExtractiveAnswerer(emb, min_score=-1.0, max_sentences=2, ranker=ranker, other_document_within=6)
+    assert [n for n, _ in two.select(question, [PASSAGES[1], first])] == [1, 2]
+
+
+def test_settings_reach_the_other_document_rule() -> None:
+    from rag.answering.assistant import build_extractive
+    from rag.config import Settings
+
+    emb = HashingEmbeddings()
+    assert build_extractive(Settings(), emb).other_document_within == 6
+    assert build_extractive(Settings(extractive_other_document_within=0), emb).other_document_within == 0

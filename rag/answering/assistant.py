@@ -383,6 +383,7 @@ def build_extractive(settings: Settings, embeddings: Embeddings) -> ExtractiveAn
         embeddings,
         max_sentences=settings.extractive_max_sentences,
         min_score=settings.extractive_min_score,
+        other_document_within=settings.extractive_other_document_within,
         reader=tuned_reader(settings),
         reader_weight=settings.reader_weight,
         reader_min=settings.reader_min,

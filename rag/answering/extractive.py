@@ -60,6 +60,11 @@ class ExtractiveAnswerer:
     and the best ``max_sentences`` are quoted: on the eval sets the sentence holding the key facts
     is often the second or third, so always quoting three was right more often than stopping
     early (docs/quality.md).
+
+    When every quoted sentence comes from one document, the best sentence of another document is
+    quoted too if it ranks within ``other_document_within``: a question that compares two
+    documents ("the 2012 and the 2016 edition", "Japan and South Korea") otherwise gets three
+    sentences of whichever document ranked first (docs/quality.md).
     """
 
     name = "extractive"
@@ -75,6 +80,7 @@ class ExtractiveAnswerer:
         reader_weight: float = 0.0,
         reader_min: float = 0.0,
         ranker: SentenceRanker | None = None,
+        other_document_within: int = 0,
     ) -> None:
         self.embeddings = embeddings
         self.max_sentences = max_sentences
@@ -84,6 +90,7 @@ class ExtractiveAnswerer:
         self.reader_weight = reader_weight
         self.reader_min = reader_min
         self.ranker = ranker
+        self.other_document_within = other_document_within
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
         picked = self.select(question, passages)
@@ -110,16 +117,27 @@ class ExtractiveAnswerer:
         def new(text: str) -> bool:
             return all(text not in shown and shown not in text for _, shown in picked)
 
-        for count, idx in enumerate(order[: self.max_sentences * 3]):
-            if count >= self.max_sentences or scores[idx] < floor:
-                break
-            c = candidates[int(idx)]
+        def pick(c: Candidate) -> None:
             # "It was halted in 2006." says nothing without the sentence that names "it"; that
             # sentence comes with it, on top of the picks.
             if c.before and new(c.before):
                 picked.append((c.n, c.before))
             if new(c.shown):
                 picked.append((c.n, c.shown))
+
+        chosen: list[int] = []
+        for count, idx in enumerate(order[: self.max_sentences * 3]):
+            if count >= self.max_sentences or scores[idx] < floor:
+                break
+            chosen.append(int(idx))
+            pick(candidates[int(idx)])
+        documents = {passages[candidates[i].n - 1].source for i in chosen}
+        if len(documents) == 1:
+            for idx in order[: self.other_document_within]:
+                c = candidates[int(idx)]
+                if passages[c.n - 1].source not in documents:
+                    pick(c)
+                    break
         return picked
 
     def best_score(self, question: str, passages: Sequence[Passage]) -> float:
