@@ -312,6 +312,7 @@ def test_a_failing_question_is_a_result_not_a_crash(settings: Settings) -> None:
         ("thresholds-fresh.json", "baseline-fresh"),
         ("thresholds-fresh2.json", "baseline-fresh2"),
         ("thresholds-fresh3.json", "baseline-fresh3"),
+        ("thresholds-fresh4.json", "baseline-fresh4"),
     ],
 )
 def test_the_committed_thresholds_sit_under_the_committed_baseline(thresholds: str, baseline: str) -> None:

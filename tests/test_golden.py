@@ -25,6 +25,7 @@ QUESTION_FILES = {
     "fresh": REPO / "evals" / "fresh.jsonl",
     "fresh2": REPO / "evals" / "fresh2.jsonl",
     "fresh3": REPO / "evals" / "fresh3.jsonl",
+    "fresh4": REPO / "evals" / "fresh4.jsonl",
 }
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
