@@ -155,3 +155,22 @@ def test_front_matter_becomes_a_citable_card() -> None:
     card = split_document(doc, 500, 50)[0]
     assert card.metadata["section"] == CARD_SECTION
     assert "Written by Daniel DePetris" in card.page_content and "2016" in card.page_content
+
+
+def test_wikipedia_maintenance_banners_are_dropped_and_the_prose_kept(tmp_path: Path) -> None:
+    (tmp_path / "nsg.md").write_text(
+        "# Nuclear Suppliers Group\n\n## History\n\n"
+        "| This article **needs additional citations**. Please help\n"
+        "improve this article by adding citations. _Find sources:_ news **·** books **·** JSTOR"
+        " _(Learn how and when to remove this message)_\n---|---\n\n"
+        "The NSG was founded in response to India's first nuclear weapon test in May\n1974.\n\n"
+        "_(Learn how and when to remove these messages)_\n\nIt first met in November 1975.\n"
+    )
+    (tmp_path / "plain.md").write_text("# Plain\n\nPlease help yourself to the figures below.\n")
+    docs, errors = load_files(discover(tmp_path))
+    assert errors == []
+    text = {d.metadata["source"]: d.page_content for d in docs}
+    assert "JSTOR" not in text["nsg.md"] and "Learn how" not in text["nsg.md"]
+    assert "India's first nuclear weapon test in May\n1974." in text["nsg.md"]
+    assert "## History" in text["nsg.md"] and "It first met in November 1975." in text["nsg.md"]
+    assert text["plain.md"].rstrip() == "# Plain\n\nPlease help yourself to the figures below."

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,13 @@ SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".doc
 FRONT_MATTER_KEYS = ("title", "source_url", "license", "author", "published", "publication")
 # Files in a corpus folder that describe the corpus rather than belong to it.
 IGNORED_NAMES = {"SOURCES.md", "README.md", "LICENSE.md"}
+# Wikipedia's maintenance banners ("This article needs additional citations ... Find sources:
+# news · books · JSTOR ... (Learn how and when to remove this message)"), kept by page savers:
+# they are about the page, not its subject, and were quoted as answers.
+BANNER = re.compile(
+    r"Learn how and when to remove th(?:is|ese) messages?"
+    r"|Please help (?:improve|update) this (?:article|section)"
+)
 
 
 class CorpusError(IndexProblem):
@@ -98,6 +106,7 @@ def load_file(file: SourceFile) -> Document:
             metadata["title"] = title
     else:  # discover() filters these out; a direct caller gets a clear reason
         raise ValueError(f"unsupported file type {suffix}")
+    text = drop_banners(text)
     if not text.strip():
         raise ValueError("no text could be extracted")
     metadata.setdefault("title", _title_from(text, file.path))
@@ -116,6 +125,20 @@ def load_files(files: Iterable[SourceFile]) -> tuple[list[Document], list[LoadEr
             doc.metadata["sha256"] = file.sha256
             docs.append(doc)
     return docs, errors
+
+
+def drop_banners(text: str) -> str:
+    """``text`` without the blocks (runs of lines between blank lines) that hold a maintenance banner.
+
+    >>> drop_banners("## History\\n\\n| This article needs citations. (Learn how and when to remove "
+    ...              "this message)\\n---|---\\n\\nThe NSG was founded in 1974.")
+    '## History\\n\\nThe NSG was founded in 1974.'
+    """
+    if not BANNER.search(text):
+        return text
+    blocks = re.split(r"(\n[ \t]*\n)", text)
+    kept = [block for block in blocks[::2] if not BANNER.search(block)]
+    return "\n\n".join(kept)
 
 
 def _decode_text(data: bytes) -> str:
