@@ -72,6 +72,7 @@ test: install-dev apt-test lint test-llm ragas
 	$(RAG) eval --gate evals/thresholds-fresh2.json --questions evals/fresh2.jsonl --out .rag/eval-ci-fresh2
 	$(RAG) eval --gate evals/thresholds-fresh3.json --questions evals/fresh3.jsonl --out .rag/eval-ci-fresh3
 	$(RAG) eval --gate evals/thresholds-fresh4.json --questions evals/fresh4.jsonl --out .rag/eval-ci-fresh4
+	$(RAG) eval --gate evals/thresholds-fresh5.json --questions evals/fresh5.jsonl --out .rag/eval-ci-fresh5
 
 eval: install-dev
 	$(RAG) eval --out evals/out

@@ -26,6 +26,7 @@ QUESTION_FILES = {
     "fresh2": REPO / "evals" / "fresh2.jsonl",
     "fresh3": REPO / "evals" / "fresh3.jsonl",
     "fresh4": REPO / "evals" / "fresh4.jsonl",
+    "fresh5": REPO / "evals" / "fresh5.jsonl",
 }
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
