@@ -21,6 +21,17 @@ pytestmark = pytest.mark.integration
 QUESTION = "What policy is an immense failure?"
 
 
+def healthcheck(port: int) -> int:
+    """The exit status of the image's HEALTHCHECK command against ``port``."""
+    import os
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent.parent / "deploy" / "healthcheck.py"
+    env = {**os.environ, "RAG_PORT": str(port)}
+    return subprocess.run([sys.executable, str(script)], env=env, timeout=30, check=False).returncode
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -95,8 +106,11 @@ def test_one_server_holds_the_chat_and_the_http_api(tmp_path: Path) -> None:
         assert stream.startswith("event: delta") and f'"answer": {json.dumps(via_http["answer"])}' in stream
         with urllib.request.urlopen(url + "/readyz", timeout=10) as ready:
             assert json.loads(ready.read())["status"] == "ready"
+        # The container's HEALTHCHECK asks /readyz, open to probes although the chat wants a sign-in.
+        assert healthcheck(settings.port) == 0
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url + "/config", timeout=10)
         assert refused.value.code == 401
     finally:
         handle.close()
+    assert healthcheck(settings.port) == 1  # nothing listens any more
