@@ -146,8 +146,9 @@ class Settings(BaseSettings):
     # when they do not); "writer": it writes the answer, checked sentence by sentence. The
     # writer's answers measured worse than the quotes (docs/llm.md), so judging is the default.
     llm_role: Literal["judge", "writer"] = "judge"
-    # The judge's log P(yes) - log P(no) below which the quotes are refused (docs/llm.md).
-    llm_min_margin: float = Field(-1.4, ge=-20.0, le=20.0)
+    # The judge's log P(yes) - log P(no) below which the quotes are refused: the lowest margin
+    # that kept wrong refusals under 0.05 on the two blind sets of 2026-11-28/29 (docs/quality.md).
+    llm_min_margin: float = Field(-1.2, ge=-20.0, le=20.0)
 
     # Operations (docs/scaling.md). False for app replicas that must never write to the store:
     # only the one-shot ingest does; a replica then serves the index it finds.

@@ -8,7 +8,7 @@ forward pass, it separates answerable from unanswerable questions (AUROC 0.80 ov
 of the golden, held-out, blind and fresh sets), at a prompt of about 150 tokens. Every shown
 sentence stays a verbatim quote, so nothing generated needs checking::
 
-    answerer = JudgedAnswerer(extractive, partial(yes_no_margin, model), min_margin=-1.4)
+    answerer = JudgedAnswerer(extractive, partial(yes_no_margin, model), min_margin=-1.2)
     "".join(answerer.stream(question, passages, history))
 """
 
