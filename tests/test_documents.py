@@ -174,3 +174,15 @@ def test_wikipedia_maintenance_banners_are_dropped_and_the_prose_kept(tmp_path: 
     assert "India's first nuclear weapon test in May\n1974." in text["nsg.md"]
     assert "## History" in text["nsg.md"] and "It first met in November 1975." in text["nsg.md"]
     assert text["plain.md"].rstrip() == "# Plain\n\nPlease help yourself to the figures below."
+
+
+def test_a_banner_inside_text_without_blank_lines_takes_only_its_own_lines(tmp_path: Path) -> None:
+    prose = "\n".join(f"Paragraph {i} of the saved page says something about the NSG." for i in range(30))
+    (tmp_path / "saved.txt").write_text(
+        "Nuclear Suppliers Group\nThis article needs additional citations for verification. "
+        "(Learn how and when to remove this message)\n" + prose + "\n"
+    )
+    docs, errors = load_files(discover(tmp_path))
+    assert errors == [] and "Learn how" not in docs[0].page_content
+    assert docs[0].page_content.startswith("Nuclear Suppliers Group\nParagraph 0 ")
+    assert "Paragraph 29 of the saved page" in docs[0].page_content

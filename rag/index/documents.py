@@ -31,6 +31,9 @@ BANNER = re.compile(
     r"Learn how and when to remove th(?:is|ese) messages?"
     r"|Please help (?:improve|update) this (?:article|section)"
 )
+# A block longer than this that holds a banner holds other text too (Wikipedia's longest banners,
+# several stacked, run to about 500 characters).
+BANNER_BLOCK_CHARS = 1000
 
 
 class CorpusError(IndexProblem):
@@ -136,8 +139,14 @@ def drop_banners(text: str) -> str:
     """
     if not BANNER.search(text):
         return text
-    blocks = re.split(r"(\n[ \t]*\n)", text)
-    kept = [block for block in blocks[::2] if not BANNER.search(block)]
+    kept = []
+    for block in re.split(r"\n[ \t]*\n", text):
+        if not BANNER.search(block):
+            kept.append(block)
+        elif len(block) > BANNER_BLOCK_CHARS:
+            # More than a banner: text without blank lines (HTML and PDF text come out that way)
+            # loses only the lines that hold one.
+            kept.append("\n".join(line for line in block.splitlines() if not BANNER.search(line)))
     return "\n\n".join(kept)
 
 
