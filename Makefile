@@ -73,6 +73,7 @@ test: install-dev apt-test lint test-llm ragas
 	$(RAG) eval --gate evals/thresholds-fresh3.json --questions evals/fresh3.jsonl --out .rag/eval-ci-fresh3
 	$(RAG) eval --gate evals/thresholds-fresh4.json --questions evals/fresh4.jsonl --out .rag/eval-ci-fresh4
 	$(RAG) eval --gate evals/thresholds-fresh5.json --questions evals/fresh5.jsonl --out .rag/eval-ci-fresh5
+	$(RAG) eval --gate evals/thresholds-fresh6.json --questions evals/fresh6.jsonl --out .rag/eval-ci-fresh6
 
 eval: install-dev
 	$(RAG) eval --out evals/out

@@ -27,6 +27,7 @@ QUESTION_FILES = {
     "fresh3": REPO / "evals" / "fresh3.jsonl",
     "fresh4": REPO / "evals" / "fresh4.jsonl",
     "fresh5": REPO / "evals" / "fresh5.jsonl",
+    "fresh6": REPO / "evals" / "fresh6.jsonl",
 }
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
