@@ -62,18 +62,16 @@ lint: install-dev
 unit: install-dev
 	$(BIN)/python -m pytest
 
+# The question sets gated beside golden (evals/thresholds-<set>.json, evals/baseline-<set>/).
+EVAL_SETS := heldout blind fresh fresh2 fresh3 fresh4 fresh5 fresh6
+
 # Every test, whatever its markers; a missing optional extra (llama-cpp-python) fails, not skips.
 test: install-dev apt-test lint test-llm ragas
 	RAG_REQUIRE_EXTRAS=1 $(BIN)/python -m pytest -m "integration or slow or not (integration or slow)"
 	$(RAG) eval --gate evals/thresholds.json --out .rag/eval-ci
-	$(RAG) eval --gate evals/thresholds-heldout.json --questions evals/heldout.jsonl --out .rag/eval-ci-heldout
-	$(RAG) eval --gate evals/thresholds-blind.json --questions evals/blind.jsonl --out .rag/eval-ci-blind
-	$(RAG) eval --gate evals/thresholds-fresh.json --questions evals/fresh.jsonl --out .rag/eval-ci-fresh
-	$(RAG) eval --gate evals/thresholds-fresh2.json --questions evals/fresh2.jsonl --out .rag/eval-ci-fresh2
-	$(RAG) eval --gate evals/thresholds-fresh3.json --questions evals/fresh3.jsonl --out .rag/eval-ci-fresh3
-	$(RAG) eval --gate evals/thresholds-fresh4.json --questions evals/fresh4.jsonl --out .rag/eval-ci-fresh4
-	$(RAG) eval --gate evals/thresholds-fresh5.json --questions evals/fresh5.jsonl --out .rag/eval-ci-fresh5
-	$(RAG) eval --gate evals/thresholds-fresh6.json --questions evals/fresh6.jsonl --out .rag/eval-ci-fresh6
+	for set in $(EVAL_SETS); do \
+		$(RAG) eval --gate evals/thresholds-$$set.json --questions evals/$$set.jsonl --out .rag/eval-ci-$$set || exit 1; \
+	done
 
 eval: install-dev
 	$(RAG) eval --out evals/out

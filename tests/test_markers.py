@@ -35,3 +35,12 @@ def test_a_missing_extra_fails_when_extras_are_required(monkeypatch: pytest.Monk
     monkeypatch.setattr(conftest, "REQUIRE_EXTRAS", True)
     with pytest.raises(pytest.fail.Exception, match="llama-cpp-python is not installed"):
         require_extra(False, "llama-cpp-python is not installed")
+
+
+def test_make_test_gates_every_committed_question_set() -> None:
+    makefile = (REPO / "Makefile").read_text()
+    gated = re.search(r"^EVAL_SETS := (.+)$", makefile, re.MULTILINE)
+    assert gated, "Makefile: EVAL_SETS lists the gated question sets"
+    committed = {p.stem.removeprefix("thresholds-") for p in (REPO / "evals").glob("thresholds-*.json")}
+    assert set(gated.group(1).split()) == committed and len(committed) >= 8
+    assert all((REPO / "evals" / f"{name}.jsonl").is_file() for name in committed)
