@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,10 +26,6 @@ QUESTION = "What policy is an immense failure?"
 
 def healthcheck(port: int) -> int:
     """The exit status of the image's HEALTHCHECK command against ``port``."""
-    import os
-    import subprocess
-    import sys
-
     script = Path(__file__).resolve().parent.parent / "deploy" / "healthcheck.py"
     env = {**os.environ, "RAG_PORT": str(port)}
     return subprocess.run([sys.executable, str(script)], env=env, timeout=30, check=False).returncode
