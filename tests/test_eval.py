@@ -315,6 +315,7 @@ def test_a_failing_question_is_a_result_not_a_crash(settings: Settings) -> None:
         ("thresholds-fresh4.json", "baseline-fresh4"),
         ("thresholds-fresh5.json", "baseline-fresh5"),
         ("thresholds-fresh6.json", "baseline-fresh6"),
+        ("thresholds-fresh7.json", "baseline-fresh7"),
     ],
 )
 def test_the_committed_thresholds_sit_under_the_committed_baseline(thresholds: str, baseline: str) -> None:

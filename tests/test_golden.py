@@ -28,6 +28,7 @@ QUESTION_FILES = {
     "fresh4": REPO / "evals" / "fresh4.jsonl",
     "fresh5": REPO / "evals" / "fresh5.jsonl",
     "fresh6": REPO / "evals" / "fresh6.jsonl",
+    "fresh7": REPO / "evals" / "fresh7.jsonl",
 }
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
