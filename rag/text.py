@@ -22,6 +22,7 @@ from typing import Any
 MARKER = re.compile(r"\s*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 LEADING_MARKERS = re.compile(r"(?:\[\d{1,3}(?:\s*,\s*\d{1,3})*\]\s*)+")
 CLAIM_BREAK = re.compile(r"(?<=\d\])\s+(?=[A-Z(])")
+_BRACKETED = re.compile(r"\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]")
 # In an answer every marker closes its claim, also before a figure or a lowercase word (quoted
 # list items: "(2012) [1] 20-30 years"); in a passage "[98] 21 2254 2178" is a telephone number.
 ANSWER_CLAIM_BREAK = re.compile(r"(?<=\d\])\s+(?=[a-z0-9])")
@@ -160,13 +161,28 @@ def quote_key(text: str) -> str:
 
 
 def is_quoted(claim: str, passage: str) -> bool:
-    """True when the claim (markers removed) appears word for word in the passage.
+    """True when the claim (markers removed) appears word for word in the passage, whose own
+    bracketed numbers may be quoted in parentheses (``plain_brackets``).
 
     >>> is_quoted("The coastline is 2,495 km [1].", "Coastline: the  coastline is 2,495 km long.")
     True
+    >>> is_quoted("telephone: (82) (2) 397-4114 [1]", "- telephone: [82] (2) 397-4114")
+    True
     """
     form = quote_key(claim)
-    return bool(form) and form in normalise(passage)
+    return bool(form) and (form in normalise(passage) or form in normalise(plain_brackets(passage)))
+
+
+def plain_brackets(text: str) -> str:
+    """A document's own bracketed numbers written in parentheses, so that a sentence quoted from
+    it cannot be read as citing passages: the Factbooks' telephone numbers ("[82] (2) 397-4114")
+    and Wikipedia's footnotes ("[12]") would otherwise become markers of the answer, cut the
+    quote there and point at the wrong passage.
+
+    >>> plain_brackets("- telephone: [82] (2) 397-4114; see [3, 4]")
+    '- telephone: (82) (2) 397-4114; see (3, 4)'
+    """
+    return _BRACKETED.sub(r"(\1)", text)
 
 
 def best_quote(claim: str, passage: str) -> str:

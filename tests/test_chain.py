@@ -381,3 +381,23 @@ def test_extractive_never_quotes_the_sentence_a_pronoun_refers_to_twice() -> Non
         "The Agreed Framework was signed in Geneva in October 1994.",
         "It froze the plutonium reactor at Yongbyon in exchange for fuel oil.",
     ]
+
+
+def test_a_documents_own_bracketed_number_is_quoted_whole_and_cites_nothing() -> None:
+    from rag.answering.citations import markers_in
+    from rag.answering.extractive import ExtractiveAnswerer, quoted
+    from rag.answering.verification import verify_by_match
+    from tests.fakes import HashingEmbeddings
+
+    # The Factbooks write telephone numbers with the country code in brackets, as a marker looks.
+    passage = _passage(
+        "Diplomatic representation:\n- telephone: [82] (2) 397-4114\n- FAX: [82] (2) 725-0152", "c1"
+    )
+    picked = ExtractiveAnswerer(HashingEmbeddings(), min_score=-1.0, max_sentences=1).select(
+        "What is the embassy's telephone number?", [passage]
+    )
+    answer = "".join(quoted(picked))
+    assert "(82) (2) 397-4114 [1]" in answer or "(82) (2) 725-0152 [1]" in answer
+    assert set(markers_in(answer)) == {1}
+    claims = split_claims(answer)
+    assert claims and all(verify_by_match(claim, [passage]) for claim in claims)

@@ -166,6 +166,7 @@ def test_the_answering_api_is_pinned() -> None:
         "normalise",
         "open_assistant",
         "open_library",
+        "plain_brackets",
         "refresh_index",
         "split_claims",
         "split_sentences",

@@ -43,7 +43,7 @@ from rag.index.ingest import IngestBusyError
 from rag.index.library import DocumentInfo, DocumentLibrary, DocumentNotFoundError, Upload, UploadResult
 from rag.index.store import IndexProblem
 from rag.retrieval import Passage
-from rag.text import normalise, split_claims, split_sentences
+from rag.text import normalise, plain_brackets, split_claims, split_sentences
 
 __all__ = [
     "MARKER",
@@ -79,6 +79,7 @@ __all__ = [
     "normalise",
     "open_assistant",
     "open_library",
+    "plain_brackets",
     "refresh_index",
     "split_claims",
     "split_sentences",

@@ -15,7 +15,7 @@ import numpy as np
 from rag.answering import prompts
 from rag.answering.types import Turn
 from rag.retrieval import Passage
-from rag.text import CARD_SECTION, content_tokens, quote_key, split_sentences
+from rag.text import CARD_SECTION, content_tokens, plain_brackets, quote_key, split_sentences
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
@@ -223,7 +223,8 @@ def candidates(passages: Sequence[Passage]) -> list[Candidate]:
         # toward the same topic) tells a sentence what it is about.
         context = p.section
         label = p.section.rsplit(" > ", 1)[-1] if p.section != CARD_SECTION else ""
-        sentences = split_sentences(p.text)
+        # A document's own "[82]" is not a citation: quoted as "(82)", it stays in its sentence.
+        sentences = split_sentences(plain_brackets(p.text))
         for i, sentence in enumerate(sentences):
             key = quote_key(sentence)
             # Overlapping chunks cut the same sentence at different points: a sentence

@@ -16,7 +16,15 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from rag.answering import Passage, Verifier, markers_in, normalise, split_claims, strip_markers
+from rag.answering import (
+    Passage,
+    Verifier,
+    markers_in,
+    normalise,
+    plain_brackets,
+    split_claims,
+    strip_markers,
+)
 
 KS: tuple[int, ...] = (1, 3, 5, 10)
 # A quote cut by a chunk boundary still counts when one chunk holds this share of it. With the
@@ -165,7 +173,8 @@ LABEL = re.compile(r": ")
 class ExactJudge:
     """Extractive answers quote their passages, so support is checkable exactly: the sentence
     (minus its markers, and minus a ``Section: `` label the answerer puts before list items) is in
-    the cited passage, up to whitespace."""
+    the cited passage, up to whitespace; a document's own "[n]" may be quoted as "(n)", as the
+    extractive answerer writes it (``plain_brackets``)."""
 
     name = "exact"
 
@@ -174,7 +183,7 @@ class ExactJudge:
         if not text:
             return False
         candidates = [text] + [text[m.end() :] for m in LABEL.finditer(text) if text[m.end() :].strip()]
-        bodies = [normalise(p.text, casefold=False) for p in passages]
+        bodies = [normalise(t, casefold=False) for p in passages for t in (p.text, plain_brackets(p.text))]
         return any(c in body for c in candidates for body in bodies)
 
 
