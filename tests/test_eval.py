@@ -305,17 +305,10 @@ def test_a_failing_question_is_a_result_not_a_crash(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     ("thresholds", "baseline"),
+    # Every committed gate: thresholds.json (golden) and thresholds-<set>.json, each with its baseline.
     [
-        ("thresholds.json", "baseline"),
-        ("thresholds-heldout.json", "baseline-heldout"),
-        ("thresholds-blind.json", "baseline-blind"),
-        ("thresholds-fresh.json", "baseline-fresh"),
-        ("thresholds-fresh2.json", "baseline-fresh2"),
-        ("thresholds-fresh3.json", "baseline-fresh3"),
-        ("thresholds-fresh4.json", "baseline-fresh4"),
-        ("thresholds-fresh5.json", "baseline-fresh5"),
-        ("thresholds-fresh6.json", "baseline-fresh6"),
-        ("thresholds-fresh7.json", "baseline-fresh7"),
+        (p.name, p.stem.replace("thresholds", "baseline", 1))
+        for p in sorted((REPO / "evals").glob("thresholds*.json"))
     ],
 )
 def test_the_committed_thresholds_sit_under_the_committed_baseline(thresholds: str, baseline: str) -> None:

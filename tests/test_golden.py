@@ -1,8 +1,9 @@
 """The golden set (evals/golden.jsonl) is well formed and every quote is really in its file.
 
 The format checks (fields, quotes, ids) run on every question file in ``QUESTION_FILES``: the
-golden set and the held-out set (evals/heldout.jsonl). The rules that only concern one file (the
-golden mix, its spot checks) use ``items``; ``tests/test_heldout.py`` has the held-out set's own."""
+golden set and every set with a thresholds file (evals/heldout.jsonl, evals/fresh7.jsonl, ...).
+The rules that only concern one file (the golden mix, its spot checks) use ``items``;
+``tests/test_heldout.py`` has the held-out set's own."""
 
 from __future__ import annotations
 
@@ -18,17 +19,13 @@ from rag.evaluation.harness import ARTICLE, FIELDS, golden_problems
 REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "evals" / "golden.jsonl"
 HELDOUT = REPO / "evals" / "heldout.jsonl"
+# Every committed question set: the golden set and each set gated by its own thresholds file.
 QUESTION_FILES = {
     "golden": GOLDEN,
-    "heldout": HELDOUT,
-    "blind": REPO / "evals" / "blind.jsonl",
-    "fresh": REPO / "evals" / "fresh.jsonl",
-    "fresh2": REPO / "evals" / "fresh2.jsonl",
-    "fresh3": REPO / "evals" / "fresh3.jsonl",
-    "fresh4": REPO / "evals" / "fresh4.jsonl",
-    "fresh5": REPO / "evals" / "fresh5.jsonl",
-    "fresh6": REPO / "evals" / "fresh6.jsonl",
-    "fresh7": REPO / "evals" / "fresh7.jsonl",
+    **{
+        p.stem.removeprefix("thresholds-"): REPO / "evals" / f"{p.stem.removeprefix('thresholds-')}.jsonl"
+        for p in sorted((REPO / "evals").glob("thresholds-*.json"))
+    },
 }
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
