@@ -190,8 +190,11 @@ def best_quote(claim: str, passage: str) -> str:
 
     >>> best_quote("Exports fell [2].", "Imports rose. Exports fell sharply in 2017.")
     'Exports fell sharply in 2017.'
+    >>> best_quote("Telephone: (1) (202) 495-2266 [4]", "It has an embassy. Telephone: [1] (202) 495-2266")
+    'Telephone: (1) (202) 495-2266'
     """
-    sentences = split_sentences(passage) or [passage]
+    # The passage's own "[1]" is not a marker: the sentence stays whole, as the answer quotes it.
+    sentences = split_sentences(plain_brackets(passage)) or [passage]
     form = quote_key(claim)
     for sentence in sentences:
         if form and form in quote_key(sentence):
