@@ -170,7 +170,9 @@ def is_quoted(claim: str, passage: str) -> bool:
     True
     """
     form = quote_key(claim)
-    return bool(form) and (form in normalise(passage) or form in normalise(plain_brackets(passage)))
+    # The claim has no "[n]" left, so the passage with its own brackets as "(n)" is the one form
+    # a quote of it can match (the extractive answerer quotes that form).
+    return bool(form) and form in normalise(plain_brackets(passage))
 
 
 def plain_brackets(text: str) -> str:

@@ -20,13 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 GOLDEN = REPO / "evals" / "golden.jsonl"
 HELDOUT = REPO / "evals" / "heldout.jsonl"
 # Every committed question set: the golden set and each set gated by its own thresholds file.
-QUESTION_FILES = {
-    "golden": GOLDEN,
-    **{
-        p.stem.removeprefix("thresholds-"): REPO / "evals" / f"{p.stem.removeprefix('thresholds-')}.jsonl"
-        for p in sorted((REPO / "evals").glob("thresholds-*.json"))
-    },
-}
+GATED = sorted(p.stem.removeprefix("thresholds-") for p in (REPO / "evals").glob("thresholds-*.json"))
+QUESTION_FILES = {"golden": GOLDEN, **{name: REPO / "evals" / f"{name}.jsonl" for name in GATED}}
 # Share of each question type, for the golden set and the held-out set alike.
 MIX = {
     "article": (0.22, 0.38),

@@ -183,7 +183,8 @@ class ExactJudge:
         if not text:
             return False
         candidates = [text] + [text[m.end() :] for m in LABEL.finditer(text) if text[m.end() :].strip()]
-        bodies = [normalise(t, casefold=False) for p in passages for t in (p.text, plain_brackets(p.text))]
+        # ``text`` has no "[n]" left: only the passage's "(n)" form can hold it.
+        bodies = [normalise(plain_brackets(p.text), casefold=False) for p in passages]
         return any(c in body for c in candidates for body in bodies)
 
 
