@@ -80,15 +80,19 @@ def tune(
     questions: Annotated[
         int | None, typer.Option(help="How many questions to write (default: RAG_TUNE_QUESTIONS).")
     ] = None,
-    epochs: Annotated[int, typer.Option(min=1, max=10, help="Training passes over the questions.")] = 2,
+    epochs: Annotated[int, typer.Option(min=1, max=10, help="Passes over the questions.")] = 1,
+    reader: Annotated[
+        bool, typer.Option("--reader", help="Also train the sentence reader (used with RAG_READER=on).")
+    ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Train again even if the reader is current.")
+        bool, typer.Option("--force", help="Train again even if what was trained is current.")
     ] = False,
 ) -> None:
-    """Teach the answerer this corpus: the local LLM writes questions from the documents'
-    sentences, and a small reader is trained on them to pick the sentence that answers and to
-    refuse when none does. Needs the local model (`rag models install 1.5b`); cached, so a second
-    run only writes questions for new sentences."""
+    """Teach the search this corpus: the local LLM writes questions from the documents'
+    sentences, the embedding model is fine-tuned to find each question's passage, and the index
+    is re-embedded with it (used from then on; RAG_TUNED_EMBEDDINGS=off to ignore it). Needs the
+    local model (`rag models install 1.5b`); cached, so a second run only writes questions for
+    new sentences."""
     offline_env()
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -107,7 +111,7 @@ def tune(
         task = bar.add_task("starting", total=None)
         try:
             report = run_tune(
-                settings, questions=questions, epochs=epochs, force=force,
+                settings, questions=questions, epochs=epochs, reader=reader, force=force,
                 progress=lambda stage, done, total: bar.update(
                     task, description=stage, completed=done, total=total
                 ),

@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     reader_weight: float = Field(0.0, ge=0.0, le=10.0)
     reader_min: float = Field(0.0, ge=0.0, le=1.0)
     tune_questions: int = Field(3000, ge=10, le=100_000)
+    # The embedding model `rag tune` fine-tunes on the corpus's written questions ("auto": used,
+    # in place of ``embedding_model``, when there is one for this data directory).
+    tuned_embeddings: Literal["auto", "off"] = "auto"
     max_question_chars: int = Field(2000, ge=10, le=100_000)
     max_history_turns: int = Field(6, ge=0, le=50)
     drop_unsupported: bool = False
@@ -230,6 +233,11 @@ class Settings(BaseSettings):
     def uploads_dir(self) -> Path:
         """Where uploaded documents are kept (``RAG_UPLOAD_DIR``, default DATA_DIR/uploads)."""
         return self.upload_dir or self.data_dir / "uploads"
+
+    @property
+    def tune_dir(self) -> Path:
+        """What ``rag tune`` writes: its questions, the tuned embedding model, the reader."""
+        return self.data_dir / "tune"
 
     @property
     def feedback_path(self) -> Path:

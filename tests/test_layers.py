@@ -158,6 +158,7 @@ def test_the_answering_api_is_pinned() -> None:
         "build_openai_model",
         "chat_model_judge",
         "check_question",
+        "embedding_name",
         "index_status",
         "install_model",
         "llamacpp_judge",

@@ -163,3 +163,69 @@ def test_a_reader_trains_from_the_bundled_minilm_and_scores_what_it_was_taught(t
     probs = SentenceReader(out, threads=2).score("When was the reactor project halted?", [answer, other])
     assert probs.shape == (2,) and 0.0 <= probs.min() <= probs.max() <= 1.0
     assert probs[0] > probs[1]
+
+
+def test_embedder_pairs_take_the_chunk_as_embedded_and_the_sentence() -> None:
+    from rag.tuning.embedder import embedder_pairs
+
+    rows = [
+        {"question": "When was KEDO founded?", "sentence": "KEDO was founded in 1995.", "chunk_id": "c1"},
+        {"question": None, "sentence": "An unwritten one.", "chunk_id": "c1"},
+        {"question": "Who paid?", "sentence": "Japan paid.", "chunk_id": "gone"},
+    ]
+    pairs = embedder_pairs(rows, {"c1": "KEDO > History\nKEDO was founded in 1995 by three states."})
+    assert pairs == [
+        ("When was KEDO founded?", "KEDO > History\nKEDO was founded in 1995 by three states."),
+        ("When was KEDO founded?", "KEDO was founded in 1995."),
+        ("Who paid?", "Japan paid."),
+    ]
+
+
+@pytest.mark.slow
+def test_the_embedder_fine_tunes_towards_its_pairs_and_is_then_used(tmp_path: Path) -> None:
+    import json
+
+    from sentence_transformers import SentenceTransformer
+
+    from rag.config import Settings
+    from rag.index.embeddings import (
+        BUNDLED_MODEL,
+        embedding_name,
+        embedding_path,
+        resolve_model_path,
+        tuned_dir,
+    )
+    from rag.tuning.embedder import train_embedder
+
+    settings = Settings(_env_file=None, data_dir=tmp_path)  # type: ignore[call-arg]
+    notes = [
+        "The Korean Peninsula Energy Development Organization built two reactors at Kumho.",
+        "North Korea's coastline is 2,495 km long.",
+        "The Agreed Framework was signed in Geneva in October 1994.",
+        "China took 75.8% of North Korea's exports in 2015.",
+        "The Six-Party Talks began in Beijing in August 2003.",
+        "The Kaesong Industrial Region opened in 2004.",
+    ]
+    questions = [f"Which note is number {i}?" for i in range(len(notes))]  # nothing in common
+    pairs = list(zip(questions, notes, strict=True))
+
+    def margin(model: SentenceTransformer) -> float:
+        """How far each question's own note is above the others, on average (the loss's aim)."""
+        q, n = (model.encode(texts, normalize_embeddings=True) for texts in (questions, notes))
+        sims = q @ n.T
+        own = sims.diagonal().mean()
+        return float(own - (sims.sum() - sims.diagonal().sum()) / (sims.size - len(notes)))
+
+    base = resolve_model_path(BUNDLED_MODEL)
+    before = margin(SentenceTransformer(str(base), device="cpu"))
+    record = train_embedder(
+        pairs * 5, base, tuned_dir(settings), {"base": BUNDLED_MODEL, "corpus": "x", "questions": 6},
+        epochs=3, threads=2, learning_rate=1e-4,
+    )
+    saved = json.loads((tuned_dir(settings) / "tuned.json").read_text())
+    assert saved == record and len(record["weights"]) == 12 and record["pairs"] == 30
+    assert not list(tmp_path.glob("tune/.embedder-*"))  # the temporary folder is gone
+    assert embedding_path(settings) == tuned_dir(settings)
+    assert embedding_name(settings) == f"{BUNDLED_MODEL}+tuned-{record['weights']}"
+    after = margin(SentenceTransformer(str(embedding_path(settings)), device="cpu"))
+    assert after > before + 0.05, (before, after)

@@ -38,7 +38,7 @@ from rag.answering.types import (
     Turn,
 )
 from rag.answering.verification import Verifier, verify_by_match
-from rag.index.embeddings import build_embeddings
+from rag.index.embeddings import build_embeddings, embedding_name
 from rag.index.ingest import IngestBusyError
 from rag.index.library import DocumentInfo, DocumentLibrary, DocumentNotFoundError, Upload, UploadResult
 from rag.index.store import IndexProblem
@@ -71,6 +71,7 @@ __all__ = [
     "build_openai_model",
     "chat_model_judge",
     "check_question",
+    "embedding_name",
     "index_status",
     "install_model",
     "llamacpp_judge",

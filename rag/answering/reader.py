@@ -60,7 +60,7 @@ class SentenceReader:
 
 def reader_dir(settings: Settings) -> Path:
     """Where ``rag tune`` saves the reader for this data directory."""
-    return settings.data_dir / "tune" / "reader"
+    return settings.tune_dir / "reader"
 
 
 def tuned_reader(settings: Settings) -> SentenceReader | None:

@@ -30,6 +30,7 @@ from rag.answering import (
     build_embeddings,
     build_openai_model,
     chat_model_judge,
+    embedding_name,
     llamacpp_judge,
     model_path,
     open_assistant,
@@ -334,7 +335,7 @@ def build_pipeline(
     variant = answerer_settings(settings, name)
     assistant = open_assistant(variant, embeddings=embeddings)
     model = {
-        "extractive": f"extractive (sentences ranked with {settings.embedding_model})",
+        "extractive": f"extractive (sentences ranked with {embedding_name(settings)})",
         "openai": f"openai:{variant.openai_model} at {variant.openai_base_url}",
         "llamacpp": f"llamacpp:{variant.llm_model_path or variant.llm_model}",
     }[variant.answerer]

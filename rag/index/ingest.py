@@ -26,7 +26,7 @@ from langchain_core.documents import Document
 
 from rag.config import Settings
 from rag.index.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, SourceFile, discover, load_files
-from rag.index.embeddings import EmbeddingSpec, spec_of, use_bf16
+from rag.index.embeddings import EmbeddingSpec, embedding_name, spec_of, use_bf16
 from rag.index.lexical import LexicalIndex, fingerprint
 from rag.index.manifest import Manifest
 from rag.index.splitting import document_label, embed_text, split_document
@@ -105,7 +105,7 @@ def index_status(settings: Settings) -> str | None:
     manifest = Manifest.load(settings.manifest_path)
     if not manifest.files:
         return "missing"
-    if manifest.model != settings.embedding_model:
+    if manifest.model != embedding_name(settings):
         return "stale: embedding model changed"
     if manifest.splitter != _splitter_params(settings):
         return "stale: chunk or embedding settings changed"
@@ -243,13 +243,16 @@ def _ingest(
         check_writer(existing, force=force)
         manifest = Manifest() if rebuild else Manifest.load(settings.manifest_path)
         splitter = _splitter_params(settings)
-        if manifest.files and (manifest.splitter or {}).get("precision") != splitter["precision"]:
-            # Chunk ids hash the text, not the vectors: vectors of another precision must all be
-            # replaced, or the index would mix the two.
+        model = embedding_name(settings)
+        if manifest.files and (
+            (manifest.splitter or {}).get("precision") != splitter["precision"] or manifest.model != model
+        ):
+            # Chunk ids hash the text, not the vectors: vectors of another precision or another
+            # model (`rag tune` fine-tuned one) must all be replaced, or the index would mix them.
             rebuild = True
             manifest = Manifest()
         embeddings: Embeddings | None = None
-        if rebuild or manifest.model != settings.embedding_model or not manifest.dim:
+        if rebuild or manifest.model != model or not manifest.dim:
             embeddings = embeddings_factory()
             spec = spec_of(settings, embeddings)
         else:
