@@ -84,6 +84,14 @@ def tune(
     reader: Annotated[
         bool, typer.Option("--reader", help="Also train the sentence reader (used with RAG_READER=on).")
     ] = False,
+    cached: Annotated[
+        bool,
+        typer.Option(
+            "--cached",
+            help="Write no questions: train on those already written (the cache, and the corpus"
+            " folder's .tune-questions.jsonl), without the local model; nothing when there are none.",
+        ),
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Train again even if what was trained is current.")
     ] = False,
@@ -111,7 +119,7 @@ def tune(
         task = bar.add_task("starting", total=None)
         try:
             report = run_tune(
-                settings, questions=questions, epochs=epochs, reader=reader, force=force,
+                settings, questions=questions, epochs=epochs, reader=reader, cached=cached, force=force,
                 progress=lambda stage, done, total: bar.update(
                     task, description=stage, completed=done, total=total
                 ),

@@ -229,3 +229,66 @@ def test_the_embedder_fine_tunes_towards_its_pairs_and_is_then_used(tmp_path: Pa
     assert embedding_name(settings) == f"{BUNDLED_MODEL}+tuned-{record['weights']}"
     after = margin(SentenceTransformer(str(embedding_path(settings)), device="cpu"))
     assert after > before + 0.05, (before, after)
+
+
+def test_a_shipped_question_file_is_read_and_the_cache_wins(tmp_path: Path) -> None:
+    todo = targets([chunk(LONG, "c")])
+    shipped = tmp_path / "corpus" / ".tune-questions.jsonl"
+    shipped.parent.mkdir()
+    first = QuestionCache(tmp_path / "scratch.jsonl", model="m").add(todo[0], "What was frozen at Yongbyon?")
+    shipped.write_text(json.dumps(first) + "\n" + "not json\n")
+    cache = QuestionCache(tmp_path / "q.jsonl", model="m", shipped=shipped)
+    assert cache.get(todo[0])["question"] == "What was frozen at Yongbyon?"  # type: ignore[index]
+    cache.add(todo[0], "When was the reactor frozen?")
+    again = QuestionCache(tmp_path / "q.jsonl", model="m", shipped=shipped)
+    assert again.get(todo[0])["question"] == "When was the reactor frozen?"  # type: ignore[index]
+    assert shipped.read_text().count("\n") == 2  # the shipped file is never written to
+    assert QuestionCache(tmp_path / "q.jsonl", model="other", shipped=shipped).get(todo[0]) is None
+
+
+def test_tune_cached_trains_on_written_questions_without_the_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rag.tuning.run as run
+    from rag.index.documents import discover, load_files
+    from rag.index.splitting import split_document
+    from tests.conftest import make_settings
+    from tests.fakes import write_corpus
+
+    write_corpus(tmp_path / "corpus")
+    settings = make_settings(tmp_path)  # no local model installed: it must not be needed
+    trained: list[list[tuple[str, str]]] = []
+
+    def fake_train(pairs, base, out, record, **kw):  # type: ignore[no-untyped-def]
+        trained.append(list(pairs))
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tuned.json").write_text(json.dumps({**record, "weights": "w1", "pairs": len(pairs)}))
+        return record
+
+    class Indexed:
+        chunks_total = 7
+
+    monkeypatch.setattr(run, "train_embedder", fake_train)
+    monkeypatch.setattr(run, "update_index", lambda settings, progress=None: Indexed())
+    report = run.tune(settings, cached=True)
+    assert not report.embedder_trained and report.questions == 0 and trained == []
+    assert "nothing tuned" in report.summary()
+
+    docs, _ = load_files(discover(settings.corpus_dir))
+    chunks = [c for d in docs for c in split_document(d, settings.chunk_size, settings.chunk_overlap)]
+    todo = targets(chunks)
+    assert todo
+    writer = QuestionCache(tmp_path / "written.jsonl", model="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf")
+    rows = [writer.add(t, f"What does sentence {n} say?") for n, t in enumerate(todo)]
+    rows[0]["chunk_id"] = "a-chunk-of-an-older-chunking"  # the target's chunk of today is used
+    (settings.corpus_dir / ".tune-questions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    report = run.tune(settings, cached=True)
+    assert report.embedder_trained and report.questions == len(todo) and report.chunks_indexed == 7
+    pairs = trained[0]
+    assert len(pairs) == 2 * len(todo)  # (question, chunk as embedded) and (question, sentence)
+    first_chunk = next(c for c in chunks if c.metadata["chunk_id"] == todo[0].chunk_id)
+    assert (rows[0]["question"], todo[0].sentence) in pairs
+    assert any(q == rows[0]["question"] and first_chunk.page_content in p for q, p in pairs)
+    assert run.tune(settings, cached=True).embedder_trained is False  # current: not trained again
+    assert len(trained) == 1

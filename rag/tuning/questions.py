@@ -27,6 +27,9 @@ from rag.text import content_tokens, split_sentences
 
 SENTENCES_PER_CHUNK = 3
 MIN_CONTENT_WORDS = 6
+# A corpus folder may carry the questions the local model wrote from it (rag tune's cache, in
+# this file name, hidden so it is not indexed): `rag tune --cached` then needs no model.
+SHIPPED_QUESTIONS = ".tune-questions.jsonl"
 MAX_SENTENCE_CHARS = 400
 MAX_QUESTION_TOKENS = 48
 
@@ -114,19 +117,23 @@ def clean_question(reply: str) -> str | None:
 class QuestionCache:
     """The JSON-lines file of written questions for one model and prompt."""
 
-    def __init__(self, path: Path, *, model: str) -> None:
+    def __init__(self, path: Path, *, model: str, shipped: Path | None = None) -> None:
+        """``path`` is read and appended to; ``shipped`` (a corpus folder's own file of written
+        questions, ``SHIPPED_QUESTIONS``) is only read, and ``path`` wins where both hold one."""
         self.path = path
         self.model = model
         self.version = prompt_version()
         self._done: dict[str, dict[str, Any]] = {}
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
+        for source in (shipped, path):
+            if source is None or not source.is_file():
+                continue
+            for line in source.read_text(encoding="utf-8").splitlines():
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError:  # a line cut short by a killed run
                     continue
-                if row.get("model") == model and row.get("prompt") == self.version:
-                    self._done[row["key"]] = row
+                if isinstance(row, dict) and row.get("model") == model and row.get("prompt") == self.version:
+                    self._done[str(row.get("key"))] = row
 
     def get(self, target: Target) -> dict[str, Any] | None:
         return self._done.get(target.key)

@@ -15,7 +15,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import numpy as np
 from rag.answering.assistant import open_assistant, update_index
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.answering.llamacpp import shared_model
+from rag.answering.llm_files import model_path
 from rag.answering.reader import SentenceReader, reader_dir
 from rag.config import Settings
 from rag.index.documents import discover, load_files
@@ -33,7 +34,14 @@ from rag.index.ingest import UPLOAD_PREFIX
 from rag.index.splitting import embed_text, split_document
 from rag.tuning.embedder import embedder_pairs, train_embedder
 from rag.tuning.pairs import Example, mine
-from rag.tuning.questions import MAX_QUESTION_TOKENS, QuestionCache, Target, targets, write_questions
+from rag.tuning.questions import (
+    MAX_QUESTION_TOKENS,
+    SHIPPED_QUESTIONS,
+    QuestionCache,
+    Target,
+    targets,
+    write_questions,
+)
 from rag.tuning.training import grouped, train_reader
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -76,6 +84,8 @@ class TuneReport:
                 f" and {self.chunks_indexed} chunks re-embedded with it in {self.seconds:.0f} s;"
                 " restart a running app to use it"
             ]
+        elif self.questions == 0:
+            lines = ["no questions written for this corpus yet: nothing tuned (`rag tune` writes them)"]
         else:
             lines = [f"embedding model is current for this corpus ({self.questions} questions)"]
         if self.reader is not None:
@@ -98,11 +108,16 @@ def tune(
     epochs: int = 1,
     reader: bool = False,
     reader_epochs: int = 2,
+    cached: bool = False,
     force: bool = False,
     progress: Progress | None = None,
 ) -> TuneReport:
     """Write up to ``questions`` questions (default ``settings.tune_questions``), fine-tune the
-    embedding model on them and re-index; with ``reader`` also train the sentence reader."""
+    embedding model on them and re-index; with ``reader`` also train the sentence reader.
+
+    With ``cached`` no question is written and the local model is not needed: training takes the
+    questions already written for the corpus's sentences (the cache, and the corpus folder's
+    ``SHIPPED_QUESTIONS``); with none, nothing is trained."""
     started = time.perf_counter()
     tell: Progress = progress or (lambda stage, done, total: None)
     files = discover(settings.corpus_dir)
@@ -115,17 +130,21 @@ def tune(
     ]
     fingerprint = corpus_fingerprint([c.page_content for c in chunks])
     todo = targets(chunks)[: questions or settings.tune_questions]
-    embedder_old = _current(tuned_dir(settings) / TUNED_RECORD, fingerprint, len(todo), settings, force)
-    reader_old = _current(reader_dir(settings) / "tune.json", fingerprint, len(todo), settings, force)
-    if embedder_old is not None and (not reader or reader_old is not None):
+    rows = _cached_questions(settings, todo) if cached else None
+    wanted = len(rows) if rows is not None else len(todo)
+    embedder_old = _current(tuned_dir(settings) / TUNED_RECORD, fingerprint, wanted, settings, force)
+    reader_old = _current(reader_dir(settings) / "tune.json", fingerprint, wanted, settings, force)
+    if (embedder_old is not None and (not reader or reader_old is not None)) or rows == []:
         return TuneReport(
-            questions=int(embedder_old.get("questions", 0)), embedder_pairs=int(embedder_old.get("pairs", 0)),
+            questions=int((embedder_old or {}).get("questions", 0)),
+            embedder_pairs=int((embedder_old or {}).get("pairs", 0)),
             embedder_trained=False, chunks_indexed=0,
             reader=_old_reader(reader_old) if reader else None,
             seconds=time.perf_counter() - started, corpus=fingerprint,
         )
 
-    rows = _written_questions(settings, todo, tell)
+    if rows is None:
+        rows = _written_questions(settings, todo, tell)
     chunks_indexed = 0
     embedded = {str(c.metadata.get("chunk_id")): embed_text(c, settings.embed_context) for c in chunks}
     pairs = embedder_pairs(rows, embedded)
@@ -183,16 +202,32 @@ def _old_reader(record: dict[str, Any] | None) -> ReaderReport | None:
     )
 
 
+def _question_cache(settings: Settings) -> QuestionCache:
+    return QuestionCache(
+        settings.tune_dir / "questions.jsonl", model=model_path(settings).name,
+        shipped=settings.corpus_dir / SHIPPED_QUESTIONS,
+    )
+
+
+def _usable(pairs: Iterable[tuple[Target, dict[str, Any] | None]]) -> list[dict[str, Any]]:
+    """The rows that hold a question, each with its sentence's chunk as the corpus is chunked
+    now (a row written before a re-chunking names the chunk of that time)."""
+    return [{**row, "chunk_id": t.chunk_id} for t, row in pairs if row and row.get("question")]
+
+
+def _cached_questions(settings: Settings, todo: list[Target]) -> list[dict[str, Any]]:
+    cache = _question_cache(settings)
+    return _usable((t, cache.get(t)) for t in todo)
+
+
 def _written_questions(settings: Settings, todo: list[Target], tell: Progress) -> list[dict[str, Any]]:
     model = shared_model(settings)
-    cache = QuestionCache(settings.tune_dir / "questions.jsonl", model=model.name)
-    rows = list(
-        write_questions(
-            todo, cache, lambda messages: model.chat(messages, max_tokens=MAX_QUESTION_TOKENS),
-            progress=lambda done, total: tell("writing questions", done, total),
-        )
+    cache = _question_cache(settings)
+    rows = write_questions(
+        todo, cache, lambda messages: model.chat(messages, max_tokens=MAX_QUESTION_TOKENS),
+        progress=lambda done, total: tell("writing questions", done, total),
     )
-    return [r for r in rows if r.get("question")]
+    return _usable(zip(todo, rows, strict=True))
 
 
 def _train_reader(
