@@ -3,7 +3,7 @@
 # outside Docker (no Docker engine on the CI machines).
 #
 #   deploy/image.sh install VENV SRC           a virtualenv at VENV with the project from SRC
-#   deploy/image.sh index VENV CORPUS DATA     index CORPUS into DATA with the bundled model
+#   deploy/image.sh index VENV CORPUS DATA     index CORPUS into DATA (with the model tuned on its questions)
 #
 # pip reads its options from PIP_* variables (the Dockerfile sets PIP_EXTRA_INDEX_URL to PyTorch's
 # CPU wheel index so torch==2.13.0 resolves to the CPU build, not the CUDA one from PyPI).
@@ -24,6 +24,8 @@ install)
 index)
     corpus=${3:?corpus folder}
     data=${4:?data folder}
+    # The embedding model fine-tuned on the questions the corpus ships (none: the bundled model).
+    RAG_DATA_DIR="$data" RAG_CORPUS_DIR="$corpus" "$venv/bin/rag" tune --cached
     RAG_DATA_DIR="$data" "$venv/bin/rag" ingest "$corpus"
     ;;
 *)
