@@ -45,6 +45,21 @@ def test_layout_of_a_cls_model_without_normalize(tmp_path: Path) -> None:
     assert layout.pooling == "cls" and not layout.normalize
 
 
+def test_layout_of_a_model_saved_by_current_sentence_transformers(tmp_path: Path) -> None:
+    # The format `rag tune` writes: one "pooling_mode" name and "embedding_dimension".
+    folder = _st_folder(tmp_path, {"mean_tokens": True})
+    (folder / "1_Pooling" / "config.json").write_text(
+        json.dumps({"embedding_dimension": 8, "pooling_mode": "mean", "include_prompt": True})
+    )
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"transformer_task": "feature-extraction"}))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 256}))
+    assert ModelLayout.read(folder) == ModelLayout(max_length=256, pooling="mean", normalize=True, dim=8)
+    config = {"embedding_dimension": 8, "pooling_mode": "max"}
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnsupportedModelError, match="pooling"):
+        ModelLayout.read(folder)
+
+
 @pytest.mark.parametrize(
     ("pooling", "modules", "reason"),
     [

@@ -68,18 +68,34 @@ class ModelLayout:
             st_config = json.loads((model_dir / "sentence_bert_config.json").read_text())
         except (OSError, ValueError, KeyError, IndexError) as exc:
             raise UnsupportedModelError(f"not a sentence-transformers folder: {exc}") from exc
-        modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
-        if modes == ["pooling_mode_mean_tokens"]:
+        # sentence-transformers before 5 writes one flag per mode ("pooling_mode_mean_tokens":
+        # true); later versions, which save the model `rag tune` trains, one name ("pooling_mode":
+        # "mean") and "embedding_dimension".
+        if isinstance(pooling.get("pooling_mode"), str):
+            modes = [str(pooling["pooling_mode"])]
+        else:
+            modes = [k for k, v in pooling.items() if k.startswith("pooling_mode_") and v]
+        if modes in (["pooling_mode_mean_tokens"], ["mean"]):
             mode = "mean"
-        elif modes == ["pooling_mode_cls_token"]:
+        elif modes in (["pooling_mode_cls_token"], ["cls"]):
             mode = "cls"
         else:
             raise UnsupportedModelError(f"pooling {modes} (only mean or CLS pooling)")
+        dim = pooling.get("word_embedding_dimension", pooling.get("embedding_dimension"))
+        if not isinstance(dim, int):
+            raise UnsupportedModelError("the pooling config gives no embedding dimension")
+        max_length = st_config.get("max_seq_length")
+        if not max_length:  # current sentence-transformers keep it in the tokenizer's config
+            try:
+                tokenizer_config = json.loads((model_dir / "tokenizer_config.json").read_text())
+                max_length = tokenizer_config.get("model_max_length")
+            except (OSError, ValueError):
+                max_length = None
         return cls(
-            max_length=int(st_config.get("max_seq_length") or 512),
+            max_length=int(max_length or 512),
             pooling=mode,
             normalize="Normalize" in types,
-            dim=int(pooling["word_embedding_dimension"]),
+            dim=dim,
         )
 
 
