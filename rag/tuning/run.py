@@ -146,11 +146,13 @@ def tune(
     if rows is None:
         rows = _written_questions(settings, todo, tell)
     chunks_indexed = 0
-    embedded = {str(c.metadata.get("chunk_id")): embed_text(c, settings.embed_context) for c in chunks}
-    pairs = embedder_pairs(rows, embedded)
+    pairs = int((embedder_old or {}).get("pairs", 0))
     if embedder_old is None:
+        embedded = {str(c.metadata.get("chunk_id")): embed_text(c, settings.embed_context) for c in chunks}
+        training = embedder_pairs(rows, embedded)
+        pairs = len(training)
         train_embedder(
-            pairs, resolve_model_path(settings.embedding_model), tuned_dir(settings),
+            training, resolve_model_path(settings.embedding_model), tuned_dir(settings),
             {"base": settings.embedding_model, "corpus": fingerprint, "questions": len(rows)},
             epochs=epochs, threads=settings.llm_threads,
             progress=lambda step, total, loss: tell("fine-tuning the embedding model", step, total),
@@ -161,7 +163,7 @@ def tune(
         )
         chunks_indexed = indexed.chunks_total
     report = TuneReport(
-        questions=len(rows), embedder_pairs=len(pairs), embedder_trained=embedder_old is None,
+        questions=len(rows), embedder_pairs=pairs, embedder_trained=embedder_old is None,
         chunks_indexed=chunks_indexed, reader=None, seconds=0.0, corpus=fingerprint,
     )
     if reader:
