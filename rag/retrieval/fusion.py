@@ -29,11 +29,14 @@ def reciprocal_rank_fusion(
 def fuse_passages(
     rankings: Sequence[Sequence[Passage]], k: int = 60, weights: Sequence[float] | None = None
 ) -> list[Passage]:
-    """``reciprocal_rank_fusion`` over passage lists; each passage gets its ``fused`` score."""
+    """``reciprocal_rank_fusion`` over passage lists; each passage gets its ``fused`` score, and
+    stays ``named`` when any list had it so (a later list may hold a fresh copy of the chunk)."""
     by_id = {p.chunk_id: p for ranking in rankings for p in ranking}
+    named = {p.chunk_id for ranking in rankings for p in ranking if p.named}
     fused = reciprocal_rank_fusion([[p.chunk_id for p in ranking] for ranking in rankings], k, weights)
     for chunk_id, score in fused:
         by_id[chunk_id].fused = score
+        by_id[chunk_id].named = by_id[chunk_id].named or chunk_id in named
     return [by_id[chunk_id] for chunk_id, _ in fused]
 
 
