@@ -13,7 +13,7 @@ from rag.config import Settings
 from rag.index.ingest import ingest
 from rag.retrieval import HybridRetriever, Passage
 from rag.retrieval.fusion import fuse_passages
-from rag.retrieval.routing import author_named, authored_reference, question_parts, reserve
+from rag.retrieval.routing import authored_reference, question_parts, reserve
 from tests.conftest import make_settings
 from tests.fakes import HashingEmbeddings, write_corpus
 
@@ -149,40 +149,6 @@ def test_an_article_question_is_not_refused_for_a_low_cosine_alone(
     assert assistant.ask("What did the Security Council diplomats meet on?").refused
     r.settings = strict.model_copy(update={"route_authored": False})
     assert assistant.ask(QUESTION).refused
-
-
-@pytest.mark.parametrize(
-    ("question", "expected"),
-    [
-        ("What does Writer say about strength?", ["op-ed.md"]),
-        ("what does jane writer say about strength?", ["op-ed.md"]),
-        ("Which writer of the treaty signed first?", []),  # the surname as a common word
-        ("What does Jane say about strength?", []),  # a first name alone names nobody
-    ],
-)
-def test_which_questions_name_an_author(question: str, expected: list[str]) -> None:
-    assert author_named(question, {"op-ed.md": "Jane Writer", "b.md": "Ann Other & Bo Ray"}) == expected
-    assert author_named("What did Ray find?", {"b.md": "Ann Other & Bo Ray"}) == ["b.md"]
-
-
-def test_naming_the_author_settles_the_document_like_the_article_does(
-    retriever: tuple[HybridRetriever, Settings],
-) -> None:
-    from rag.answering import Assistant
-    from rag.answering.chain import build_chain
-    from rag.answering.extractive import ExtractiveAnswerer
-
-    r, settings = retriever
-    strict = settings.model_copy(update={"min_relevance": 0.99})
-    r.settings = strict
-    assistant = Assistant(build_chain(
-        retriever=r, answerer=ExtractiveAnswerer(r.embeddings, min_score=0.0), settings=strict
-    ))
-    answer = assistant.ask("What were diplomats doing at the Security Council, says Writer?")
-    assert not answer.refused
-    assert any(p.named and p.source == "op-ed.md" for p in answer.retrieved)
-    r.settings = strict.model_copy(update={"route_authored": False})
-    assert assistant.ask("What were diplomats doing at the Security Council, says Writer?").refused
 
 
 def test_a_passage_stays_named_when_another_list_holds_a_fresh_copy() -> None:

@@ -29,7 +29,6 @@ from rag.retrieval.fusion import diversify, fuse_passages, mmr_order
 from rag.retrieval.passage import Passage
 from rag.retrieval.routing import (
     AUTHORED_REFERENCE,
-    author_named,
     authored_reference,
     question_parts,
     reserve,
@@ -50,7 +49,6 @@ class _Bylined:
 
     version: str
     bylines: dict[str, str]
-    authors: dict[str, str]  # file -> its front matter's author, for every file that has one
     titles: dict[tuple[str, ...], str]  # title_phrases
     chunks: list[Passage] | None  # None: too many to keep in memory, search Chroma instead
 
@@ -130,9 +128,6 @@ class HybridRetriever(BaseRetriever):
         top = k
         authored = s.route_authored and not sources and AUTHORED_REFERENCE.search(query)
         bylined = authored_reference(query, self.bylines()) if authored else []
-        if s.route_authored and not sources:
-            # Naming the author ("What does DePetris propose?") points at the piece as well.
-            bylined += [f for f in author_named(query, self._bylined().authors) if f not in bylined]
         qvec = _unit(self.embeddings.embed_query(query))
         ordered = self._rank(query, qvec, sources, fetch_k)
         named = self.named_documents(query) if s.route_documents and not sources else []
@@ -217,8 +212,7 @@ class HybridRetriever(BaseRetriever):
                     for i, cid in enumerate(got["ids"])
                 ]
             titles = {str(m.get("source", "")): str(m.get("title") or "") for m in metas}
-            authors = {str(m.get("source", "")): str(m["author"]) for m in metas if m.get("author")}
-            self._bylines = _Bylined(version, found, authors, title_phrases(titles), chunks)
+            self._bylines = _Bylined(version, found, title_phrases(titles), chunks)
         return self._bylines
 
     def _rank_bylined(self, query: str, qvec: np.ndarray, sources: Sequence[str], k: int) -> list[Passage]:

@@ -1,7 +1,6 @@
 """Routing rules: what a question says about where its answer is, and how the ranking keeps it.
 
-A question may point at a written piece ("according to the article", ``authored_reference``;
-"what does DePetris propose", ``author_named``),
+A question may point at a written piece ("according to the article", ``authored_reference``),
 spell out a document's title (``title_phrases``, ``spelled_out``) or ask two things at once
 (``question_parts``); ``reserve`` keeps the passages such a rule found in the top k.
 """
@@ -41,42 +40,6 @@ def authored_reference(query: str, bylines: dict[str, str]) -> list[str]:
         for source, byline in bylines.items():
             if source not in found and (plain or re.search(rf"\b{re.escape(qualifier)}\b", byline)):
                 found.append(source)
-    return found
-
-
-
-_NAME_SPLIT = re.compile(r",|;|&|\band\b")
-
-
-def author_named(query: str, authors: dict[str, str]) -> list[str]:
-    """The files among ``authors`` (file -> the author field of its front matter) whose author
-    the question names: the whole name in any case, or the surname as written in the name
-    ("DePetris", "Depetris"), so a surname that is also a word ("Long", "Rich") does not route
-    "how long" or "rich countries".
-
-    >>> authors = {"op-ed.md": "Daniel DePetris", "b.md": "Ann Long and Bo Ray"}
-    >>> author_named("What does DePetris propose?", authors)
-    ['op-ed.md']
-    >>> author_named("how long did daniel depetris wait?", authors)
-    ['op-ed.md']
-    >>> author_named("How long were the talks?", authors)
-    []
-    >>> author_named("What did Ray write?", authors)
-    ['b.md']
-    """
-    found: list[str] = []
-    folded = query.casefold()
-    for source, field in authors.items():
-        for name in _NAME_SPLIT.split(field):
-            words = re.findall(r"[^\W\d_][\w'’-]*", name)
-            if not words:
-                continue
-            full = re.search(rf"\b{re.escape(' '.join(words).casefold())}\b", folded)
-            surname = words[-1]
-            mentions = re.findall(rf"\b{re.escape(surname)}\b", query, re.IGNORECASE)
-            if (len(words) > 1 and full) or (len(surname) > 2 and any(m[0].isupper() for m in mentions)):
-                found.append(source)
-                break
     return found
 
 
