@@ -104,6 +104,10 @@ class Settings(BaseSettings):
     # 0.05 under the lowest answerable question of the golden and held-out sets; it refuses all
     # 12 off-topic questions there (0.34 before 2026-11-27 let 3 of them through).
     min_relevance: float = Field(0.40, ge=-1.0, le=1.0)
+    # A question that names something no document mentions ("Banco Delta Asia", "Natanz": a
+    # capitalised word inside the question that the index does not hold) is refused, whatever
+    # the passages' cosines (rag/retrieval/names.py; docs/quality.md).
+    refuse_unknown_names: bool = True
 
     # Answering.
     answerer: AnswererName = "extractive"

@@ -293,3 +293,29 @@ def test_which_questions_spell_out_a_title(question: str, expected: list[str]) -
         "e.md": "Economy of North Korea (Wikipedia)",
     }
     assert spelled_out(question, title_phrases(titles)) == expected
+
+
+def test_a_name_no_document_mentions_is_refused_with_a_note(
+    retriever: tuple[HybridRetriever, Settings],
+) -> None:
+    from rag.answering import Answer, Assistant
+    from rag.answering.chain import build_chain
+    from rag.answering.extractive import ExtractiveAnswerer
+
+    r, settings = retriever
+    # A threshold every passage passes: only the unknown name can refuse.
+    lenient = settings.model_copy(update={"min_relevance": -1.0})
+    r.settings = lenient
+    question = "What were diplomats doing at the Security Council about Natanz?"
+    assert r.unknown_names(question) == ["Natanz"]
+    assert r.unknown_names(QUESTION) == []  # "Security Council" is in the documents
+
+    def ask(s: Settings, q: str) -> Answer:
+        answerer = ExtractiveAnswerer(r.embeddings, min_score=-1.0)
+        return Assistant(build_chain(retriever=r, answerer=answerer, settings=s)).ask(q)
+
+    refused = ask(lenient, question)
+    assert refused.refused and refused.note == "the documents never mention “Natanz”"
+    assert refused.retrieved  # the closest passages are still shown
+    assert not ask(lenient, QUESTION).refused
+    assert not ask(lenient.model_copy(update={"refuse_unknown_names": False}), question).refused

@@ -61,6 +61,8 @@ class TurnState:
     shown: list[Passage] = field(default_factory=list)
     followup: bool = False
     retrieved: float = 0.0
+    # Names in the question that no document mentions ("Natanz"): the turn is refused.
+    unknown: list[str] = field(default_factory=list)
 
 
 def turn_passages(
@@ -119,6 +121,10 @@ def retrieve(state: TurnState, *, retriever: Retriever, settings: Settings) -> T
         retriever, state.question, state.standalone, state.history, settings, depth=state.depth
     )
     state.shown = state.passages[: settings.top_k]
+    # A retriever without a vocabulary (another LangChain retriever) has no ``unknown_names``.
+    names = getattr(retriever, "unknown_names", None)
+    if settings.refuse_unknown_names and names is not None:
+        state.unknown = list(names(state.standalone))
     state.retrieved = time.perf_counter()
     return state
 
@@ -147,8 +153,12 @@ def answer(
     # points at a document ("according to the article"), has its topic settled: the answerer,
     # not the relevance threshold, decides.
     settled = state.followup or any(p.named for p in passages)
-    if best < settings.min_relevance and not settled:
+    if state.unknown or (best < settings.min_relevance and not settled):
+        # A name no document mentions is refused even in a question about a named document:
+        # "What does the article say about Natanz?" has no answer in an article without it.
         text = refusal
+        if state.unknown:
+            note = "the documents never mention " + ", ".join(f"“{name}”" for name in state.unknown)
         yield Delta(text)
     else:
         pieces: list[str] = []

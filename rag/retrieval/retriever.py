@@ -26,6 +26,7 @@ from rag.config import Settings
 from rag.index.lexical import LexicalIndex
 from rag.index.store import StoreUnavailableError
 from rag.retrieval.fusion import diversify, fuse_passages, mmr_order
+from rag.retrieval.names import unknown_names
 from rag.retrieval.passage import Passage
 from rag.retrieval.routing import (
     AUTHORED_REFERENCE,
@@ -171,6 +172,15 @@ class HybridRetriever(BaseRetriever):
             picks = mmr_order(qvec, vectors, relevance, depth, s.mmr_lambda)
             return [ordered[i] for i in picks]
         return ordered[:depth]
+
+    def unknown_names(self, query: str) -> list[str]:
+        """The names in ``query`` (capitalised words inside it, ``rag.retrieval.names``) that no
+        indexed chunk holds, after the spelling fix the search applies; none without a BM25 index."""
+        if self.lexical is None:
+            return []
+        if self.settings.correct_spelling:
+            query = self._speller.correct(query)
+        return unknown_names(query, self._knows)
 
     def _knows(self, word: str) -> bool:
         return self.lexical is not None and self.lexical.knows(word)
