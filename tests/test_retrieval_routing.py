@@ -319,3 +319,38 @@ def test_a_name_no_document_mentions_is_refused_with_a_note(
     assert refused.retrieved  # the closest passages are still shown
     assert not ask(lenient, QUESTION).refused
     assert not ask(lenient.model_copy(update={"refuse_unknown_names": False}), question).refused
+
+
+def test_unknown_names_read_the_index_as_the_search_does(tmp_path: Path) -> None:
+    """Stopwords the index leaves out, letters that casefold() would change, decomposed accents."""
+    text = "Will Smith walked down the Hauptstraße in Montréal with the Koreans.\n"
+    write_corpus(tmp_path / "corpus", {"notes.md": '---\ntitle: "Notes"\n---\n\n# Notes\n\n' + text})
+    settings = make_settings(tmp_path)
+    embeddings = HashingEmbeddings()
+    ingest(settings, lambda: embeddings)
+    r = open_index(settings, embeddings).retriever(embeddings, settings)
+    assert r.unknown_names("What did Will Smith see on the Hauptstraße?") == []
+    assert r.unknown_names("Was Smith in Montre\u0301al?") == []  # "é" as "e" + a combining accent
+    assert r.unknown_names("Did Smith visit Natanz or Macau?") == ["Natanz", "Macau"]
+
+
+def test_a_follow_up_is_checked_for_its_own_words_only(
+    retriever: tuple[HybridRetriever, Settings],
+) -> None:
+    from rag.answering import Assistant
+    from rag.answering.chain import build_chain
+    from rag.answering.extractive import ExtractiveAnswerer
+
+    r, settings = retriever
+    lenient = settings.model_copy(update={"min_relevance": -1.0})
+    r.settings = lenient
+    assistant = Assistant(build_chain(
+        retriever=r, answerer=ExtractiveAnswerer(r.embeddings, min_score=-1.0), settings=lenient
+    ))
+    history = [
+        {"role": "user", "content": "What did the diplomats say about Natanz?"},
+        {"role": "assistant", "content": "I could not find the answer to that in the documents."},
+    ]
+    answer = assistant.ask("What were they doing at the Security Council?", history)
+    assert answer.note is None or "Natanz" not in answer.note
+    assert assistant.ask("And about Natanz?", history).refused  # type: ignore[arg-type]

@@ -124,7 +124,9 @@ def retrieve(state: TurnState, *, retriever: Retriever, settings: Settings) -> T
     # A retriever without a vocabulary (another LangChain retriever) has no ``unknown_names``.
     names = getattr(retriever, "unknown_names", None)
     if settings.refuse_unknown_names and names is not None:
-        state.unknown = list(names(state.standalone))
+        # The words the user typed: a condensed follow-up carries the earlier question, which was
+        # checked when it was asked (and an LLM's rewrite may add names nobody typed).
+        state.unknown = list(names(state.question))
     state.retrieved = time.perf_counter()
     return state
 

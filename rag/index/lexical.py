@@ -91,9 +91,13 @@ class LexicalIndex:
         return chunk_id in self._id_set
 
     def knows(self, word: str) -> bool:
-        """Whether some indexed chunk holds ``word`` (compared stemmed, as the search does)."""
+        """Whether some indexed chunk holds ``word`` (compared stemmed, as the search does); the
+        stopwords the index leaves out ("will", "if") count as held."""
+        from bm25s.stopwords import STOPWORDS_EN
+
+        lower = word.lower()
         vocabulary = getattr(self._bm25, "vocab_dict", None) or {}
-        return _stemmer().stemWord(word.lower()) in vocabulary
+        return lower in STOPWORDS_EN or _stemmer().stemWord(lower) in vocabulary
 
     def save(self, directory: Path) -> None:
         # Write next to the target and swap, so a crash never leaves a half-written index.
