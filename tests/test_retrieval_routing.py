@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rag.answering import Assistant
 from rag.answering.assistant import open_index
-from rag.answering.chain import ranked_passages
+from rag.answering.chain import build_chain, ranked_passages
+from rag.answering.extractive import ExtractiveAnswerer
 from rag.config import Settings
 from rag.index.ingest import ingest
 from rag.retrieval import HybridRetriever, Passage
@@ -130,19 +132,20 @@ def test_every_document_bylined_means_no_routing(tmp_path: Path) -> None:
     assert ranked_passages(r, QUESTION, settings.top_k)
 
 
+def assistant_over(r: HybridRetriever, settings: Settings, min_score: float) -> Assistant:
+    """The extractive chain over ``r`` with ``settings`` (which ``r`` uses too)."""
+    r.settings = settings
+    answerer = ExtractiveAnswerer(r.embeddings, min_score=min_score)
+    return Assistant(build_chain(retriever=r, answerer=answerer, settings=settings))
+
+
 def test_an_article_question_is_not_refused_for_a_low_cosine_alone(
     retriever: tuple[HybridRetriever, Settings],
 ) -> None:
-    from rag.answering import Assistant
-    from rag.answering.chain import build_chain
-    from rag.answering.extractive import ExtractiveAnswerer
-
     r, settings = retriever
     # A threshold no passage reaches: only questions about a named document get past it.
     strict = settings.model_copy(update={"min_relevance": 0.99})
-    r.settings = strict
-    answerer = ExtractiveAnswerer(r.embeddings, min_score=0.0)
-    assistant = Assistant(build_chain(retriever=r, answerer=answerer, settings=strict))
+    assistant = assistant_over(r, strict, min_score=0.0)
     answer = assistant.ask(QUESTION)
     assert not answer.refused
     assert any(p.named and p.source == "op-ed.md" for p in answer.retrieved)
@@ -298,27 +301,19 @@ def test_which_questions_spell_out_a_title(question: str, expected: list[str]) -
 def test_a_name_no_document_mentions_is_refused_with_a_note(
     retriever: tuple[HybridRetriever, Settings],
 ) -> None:
-    from rag.answering import Answer, Assistant
-    from rag.answering.chain import build_chain
-    from rag.answering.extractive import ExtractiveAnswerer
-
     r, settings = retriever
     # A threshold every passage passes: only the unknown name can refuse.
     lenient = settings.model_copy(update={"min_relevance": -1.0})
-    r.settings = lenient
     question = "What were diplomats doing at the Security Council about Natanz?"
+    assistant = assistant_over(r, lenient, min_score=-1.0)
     assert r.unknown_names(question) == ["Natanz"]
     assert r.unknown_names(QUESTION) == []  # "Security Council" is in the documents
-
-    def ask(s: Settings, q: str) -> Answer:
-        answerer = ExtractiveAnswerer(r.embeddings, min_score=-1.0)
-        return Assistant(build_chain(retriever=r, answerer=answerer, settings=s)).ask(q)
-
-    refused = ask(lenient, question)
+    refused = assistant.ask(question)
     assert refused.refused and refused.note == "the documents never mention “Natanz”"
     assert refused.retrieved  # the closest passages are still shown
-    assert not ask(lenient, QUESTION).refused
-    assert not ask(lenient.model_copy(update={"refuse_unknown_names": False}), question).refused
+    assert not assistant.ask(QUESTION).refused
+    off = assistant_over(r, lenient.model_copy(update={"refuse_unknown_names": False}), min_score=-1.0)
+    assert not off.ask(question).refused
 
 
 def test_unknown_names_read_the_index_as_the_search_does(tmp_path: Path) -> None:
@@ -337,20 +332,12 @@ def test_unknown_names_read_the_index_as_the_search_does(tmp_path: Path) -> None
 def test_a_follow_up_is_checked_for_its_own_words_only(
     retriever: tuple[HybridRetriever, Settings],
 ) -> None:
-    from rag.answering import Assistant
-    from rag.answering.chain import build_chain
-    from rag.answering.extractive import ExtractiveAnswerer
-
     r, settings = retriever
-    lenient = settings.model_copy(update={"min_relevance": -1.0})
-    r.settings = lenient
-    assistant = Assistant(build_chain(
-        retriever=r, answerer=ExtractiveAnswerer(r.embeddings, min_score=-1.0), settings=lenient
-    ))
+    assistant = assistant_over(r, settings.model_copy(update={"min_relevance": -1.0}), min_score=-1.0)
     history = [
         {"role": "user", "content": "What did the diplomats say about Natanz?"},
         {"role": "assistant", "content": "I could not find the answer to that in the documents."},
     ]
     answer = assistant.ask("What were they doing at the Security Council?", history)
     assert answer.note is None or "Natanz" not in answer.note
-    assert assistant.ask("And about Natanz?", history).refused  # type: ignore[arg-type]
+    assert assistant.ask("And about Natanz?", history).refused

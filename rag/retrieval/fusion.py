@@ -36,7 +36,7 @@ def fuse_passages(
     fused = reciprocal_rank_fusion([[p.chunk_id for p in ranking] for ranking in rankings], k, weights)
     for chunk_id, score in fused:
         by_id[chunk_id].fused = score
-        by_id[chunk_id].named = by_id[chunk_id].named or chunk_id in named
+        by_id[chunk_id].named = chunk_id in named
     return [by_id[chunk_id] for chunk_id, _ in fused]
 
 
