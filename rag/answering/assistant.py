@@ -384,6 +384,7 @@ def build_extractive(settings: Settings, embeddings: Embeddings) -> ExtractiveAn
         max_sentences=settings.extractive_max_sentences,
         min_score=settings.extractive_min_score,
         other_document_within=settings.extractive_other_document_within,
+        answer_types=settings.answer_types,
         reader=tuned_reader(settings),
         reader_weight=settings.reader_weight,
         reader_min=settings.reader_min,

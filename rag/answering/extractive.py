@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from rag.answering import prompts
+from rag.answering.answer_types import asked_for, gives
 from rag.answering.types import Turn
 from rag.retrieval import Passage
 from rag.text import CARD_SECTION, content_tokens, plain_brackets, quote_key, split_sentences
@@ -23,6 +24,10 @@ if TYPE_CHECKING:
     from rag.answering.ranking import SentenceRanker
     from rag.answering.reader import SentenceReader
 
+
+# With ``answer_types``, a sentence of the kind asked for is looked for among this many of the
+# best-ranked candidates when the picks have none.
+TYPED_DEPTH = 10
 
 BACK_REFERENCE = re.compile(
     r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
@@ -81,6 +86,7 @@ class ExtractiveAnswerer:
         reader_min: float = 0.0,
         ranker: SentenceRanker | None = None,
         other_document_within: int = 0,
+        answer_types: bool = False,
     ) -> None:
         self.embeddings = embeddings
         self.max_sentences = max_sentences
@@ -91,6 +97,7 @@ class ExtractiveAnswerer:
         self.reader_min = reader_min
         self.ranker = ranker
         self.other_document_within = other_document_within
+        self.answer_types = answer_types
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
         picked = self.select(question, passages)
@@ -138,6 +145,16 @@ class ExtractiveAnswerer:
                 if passages[c.n - 1].source not in documents:
                     pick(c)
                     break
+        kind = asked_for(question) if self.answer_types else None
+        if kind is not None and not any(gives(kind, text, question) for _, text in picked):
+            # "How many ... defectors", and no pick has a number beside "defectors": quote the
+            # best-ranked candidate that has one, or refuse when none does (the passages are on
+            # the topic but do not give the detail: rag/answering/answer_types.py).
+            typed = [candidates[int(i)] for i in order[:TYPED_DEPTH]]
+            found = next((c for c in typed if gives(kind, c.shown, question)), None)
+            if found is None:
+                return []
+            pick(found)
         return picked
 
     def best_score(self, question: str, passages: Sequence[Passage]) -> float:
