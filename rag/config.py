@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     extractive_other_document_within: int = Field(6, ge=0, le=30)
     # A question asking for a date, an amount of money or a count of something gets a sentence
     # that gives one, or the refusal when no candidate does (rag/answering/answer_types.py).
-    answer_types: bool = False
+    answer_types: bool = True
     # The sentence reader `rag tune` trains ("on": used when there is one), how much its
     # probability adds to a sentence's score, and the probability below which nothing answers.
     # Off by default: trained on 752 written questions it did not beat the base score at choosing

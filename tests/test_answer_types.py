@@ -1,0 +1,109 @@
+"""Answer types: what a question asks for, whether a sentence gives it, and how the extractive
+answerer uses that to pick a sentence or refuse (fake embeddings, a one-feature ranker)."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag.answering.answer_types import Asked, asked_for, gives
+from rag.answering.extractive import ExtractiveAnswerer
+from rag.retrieval import Passage
+from tests.fakes import HashingEmbeddings
+from tests.test_ranking import one_hot_ranker
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("On what date did KEDO break ground at Kumho?", "date"),
+        ("What exact day was the op-ed published?", "date"),
+        ("How much money does North Korea earn from workers abroad?", "money"),
+        ("How much did the reactor project cost?", "money"),
+        ("How many centrifuges was Iran running?", "count"),
+        ("When did KEDO break ground?", None),  # a year is enough for "when": not checked
+        ("Why did the Soviet Union boycott the Council?", None),
+        ("Who signed the treaty in Geneva, and how many states joined it later?", None),  # two parts: one may be answered
+        ("The law counts FATF members. How many does Wikipedia give?", None),  # context first
+    ],
+)
+def test_the_kind_asked_for(question: str, kind: str | None) -> None:
+    found = asked_for(question)
+    assert (found.kind if found else None) == kind
+
+
+def test_the_counted_thing_is_the_words_after_how_many() -> None:
+    assert asked_for("How many political prison camps does it run?") == Asked("count", ("polit", "priso", "camps"))
+    assert asked_for("How many sailors died in the sinking?") == Asked("count", ("sailo",))
+    assert asked_for("How many people live in the capital?") == Asked("count", ())  # any number
+
+
+def test_a_count_is_a_number_beside_the_counted_thing() -> None:
+    camps = asked_for("How many prison camps does North Korea run?")
+    assert camps is not None
+    assert not gives(camps, "The prison camps, which are brutal, hold as many as 200,000 men, women and children.", "")
+    assert gives(camps, "North Korea runs 6 prison camps.", "")
+    treaty = asked_for("With how many Allied nations did the treaty end the war?")
+    assert treaty is not None
+    assert gives(treaty, "The treaty ended the state of war between Japan and 47 of the Allies.", "")
+
+
+def test_what_the_question_already_holds_does_not_count() -> None:
+    question = "On what date in 2012 did the satellite launch end the deal?"
+    date = asked_for(question)
+    assert date is not None
+    assert not gives(date, "The 2012 deal collapsed after a satellite launch.", question)
+    assert gives(date, "The satellite was launched on April 13, 2012.", question)
+    count = asked_for("How many of the 5 members hold a veto?")
+    assert count is not None and not gives(count, "All 5 members hold a veto.", "How many of the 5 members hold a veto?")
+
+
+def test_a_year_the_question_pins_must_be_the_sentence_s() -> None:
+    question = "How many defectors reached the South in 2015?"
+    count = asked_for(question)
+    assert count is not None
+    assert not gives(count, "Between 1994 and 2003 the South admitted 3,800 defectors.", question)
+    assert gives(count, "In 2015, 1,275 defectors reached the South.", question)
+    assert gives(count, "About 1,300 defectors arrive a year.", question)  # no year: not contradicted
+
+
+def test_money_needs_a_currency() -> None:
+    question = "How much money did Japan pay for the reactors?"
+    money = asked_for(question)
+    assert money is not None
+    assert not gives(money, "Japan paid for a share of the reactors.", question)
+    assert gives(money, "Japan paid $1 billion for the reactors.", question)
+
+
+def _passage(text: str, n: int) -> Passage:
+    meta = {"source": "kedo.md", "title": "KEDO", "section": "History"}
+    return Passage(chunk_id=f"c{n}", text=text, metadata=meta, similarity=0.9 - n / 10)
+
+
+PASSAGES = [
+    _passage("KEDO broke ground at Kumho in 1997. The reactors were never finished.", 0),
+    _passage("Work stopped in 2003. The site employed 1,500 workers at its peak.", 1),
+]
+
+
+def test_the_answerer_quotes_a_sentence_that_gives_the_count_or_refuses() -> None:
+    answerer = ExtractiveAnswerer(
+        HashingEmbeddings(), min_score=-1.0, max_sentences=1, ranker=one_hot_ranker("passage_rank"),
+        answer_types=True,
+    )
+    picked = answerer.select("How many workers did the Kumho site employ?", PASSAGES)
+    assert "1,500 workers" in picked[-1][1]
+    # Nothing among the candidates counts reactors: the refusal, not a quote about reactors.
+    assert answerer.select("How many reactors were planned at Kumho?", PASSAGES) == []
+    assert answerer.select("On what date did KEDO break ground?", PASSAGES) == []
+    # Off, the best-ranked sentence is quoted whatever it holds.
+    off = ExtractiveAnswerer(HashingEmbeddings(), min_score=-1.0, max_sentences=1, ranker=one_hot_ranker("passage_rank"))
+    assert off.select("How many reactors were planned at Kumho?", PASSAGES) == [(1, "KEDO broke ground at Kumho in 1997.")]
+
+
+def test_settings_switch_answer_types() -> None:
+    from rag.answering.assistant import build_extractive
+    from rag.config import Settings
+
+    emb = HashingEmbeddings()
+    assert build_extractive(Settings(_env_file=None), emb).answer_types is True  # type: ignore[call-arg]
+    assert build_extractive(Settings(_env_file=None, answer_types=False), emb).answer_types is False  # type: ignore[call-arg]
