@@ -74,20 +74,17 @@ class Asked:
 
     kind: str
     words: tuple[str, ...] = ()
-    of: tuple[str, ...] = ()  # "how many tons of heavy fuel oil": what the counted unit is of
 
 
 def asked_for(question: str) -> Asked | None:
     """The kind of thing ``question`` asks for, when it is one this module checks.
 
     >>> asked_for("On what date did KEDO break ground?")
-    Asked(kind='date', words=(), of=())
+    Asked(kind='date', words=())
     >>> asked_for("How many North Korean defectors reached Seoul in 2015?")
-    Asked(kind='count', words=('north', 'korea', 'defec'), of=())
-    >>> asked_for("How many tons of heavy fuel oil a year?")
-    Asked(kind='count', words=('tons',), of=('heavy', 'fuel', 'oil'))
+    Asked(kind='count', words=('north', 'korea', 'defec'))
     >>> asked_for("How many people died?"), asked_for("Why did it fail?")
-    (Asked(kind='count', words=(), of=()), None)
+    (Asked(kind='count', words=()), None)
     """
     if question_parts(question) or len(_SENTENCE_BREAK.split(question.strip())) > 1:
         # "How many sailors died, and how did Seoul respond?", or a sentence of context before
@@ -101,18 +98,8 @@ def asked_for(question: str) -> Asked | None:
     if match is None:
         return None
     words: list[str] = []
-    of: list[str] | None = None
     for token in _TOKEN.findall(match.group(1).split("?")[0]):
         low = token.lower()
-        if of is not None:
-            if low in _STOP_COUNTED or (low.endswith("ed") and of) or len(of) == 3:
-                break
-            if low not in _FILLER:
-                of.append(low[:STEM])
-            continue
-        if low == "of" and words:
-            of = []  # a unit ("tons", "barrels") and what it measures: both must be in the answer
-            continue
         if low in _STOP_COUNTED or (low.endswith("ed") and words):
             break
         if low in ("the", "a", "an", "other", "more", "different"):
@@ -123,7 +110,7 @@ def asked_for(question: str) -> Asked | None:
         words.append(low[:STEM])
         if len(words) == 3:
             break
-    return Asked("count", tuple(words), tuple(of or ()))
+    return Asked("count", tuple(words))
 
 
 def gives(asked: Asked, text: str, question: str) -> bool:
@@ -141,8 +128,6 @@ def gives(asked: Asked, text: str, question: str) -> bool:
     if asked.kind == "money":
         return any(m.group(0).casefold() not in seen for m in _MONEY.finditer(text))
     tokens = [t for t in _TOKEN.findall(text) if t.lower() not in _FILLER]
-    if asked.of and not any(t.lower()[:STEM] in asked.of for t in tokens):
-        return False
     for i, token in enumerate(tokens):
         if not _NUMBER.match(token) or token.casefold() in seen:
             continue
