@@ -22,7 +22,10 @@ from tests.test_ranking import one_hot_ranker
         ("How many centrifuges was Iran running?", "count"),
         ("When did KEDO break ground?", None),  # a year is enough for "when": not checked
         ("Why did the Soviet Union boycott the Council?", None),
-        ("Who signed the treaty in Geneva, and how many states joined it later?", None),  # two parts: one may be answered
+        (
+            "Who signed the treaty in Geneva, and how many states joined it later?",
+            None,
+        ),  # two parts: one may be answered
         ("The law counts FATF members. How many does Wikipedia give?", None),  # context first
     ],
 )
@@ -32,7 +35,9 @@ def test_the_kind_asked_for(question: str, kind: str | None) -> None:
 
 
 def test_the_counted_thing_is_the_words_after_how_many() -> None:
-    assert asked_for("How many political prison camps does it run?") == Asked("count", ("polit", "priso", "camps"))
+    assert asked_for("How many political prison camps does it run?") == Asked(
+        "count", ("polit", "priso", "camps")
+    )
     assert asked_for("How many sailors died in the sinking?") == Asked("count", ("sailo",))
     assert asked_for("How many people live in the capital?") == Asked("count", ())  # any number
 
@@ -40,7 +45,9 @@ def test_the_counted_thing_is_the_words_after_how_many() -> None:
 def test_a_count_is_a_number_beside_the_counted_thing() -> None:
     camps = asked_for("How many prison camps does North Korea run?")
     assert camps is not None
-    assert not gives(camps, "The prison camps, which are brutal, hold as many as 200,000 men, women and children.", "")
+    assert not gives(
+        camps, "The prison camps, which are brutal, hold as many as 200,000 men, women and children.", ""
+    )
     assert gives(camps, "North Korea runs 6 prison camps.", "")
     treaty = asked_for("With how many Allied nations did the treaty end the war?")
     assert treaty is not None
@@ -54,7 +61,9 @@ def test_what_the_question_already_holds_does_not_count() -> None:
     assert not gives(date, "The 2012 deal collapsed after a satellite launch.", question)
     assert gives(date, "The satellite was launched on April 13, 2012.", question)
     count = asked_for("How many of the 5 members hold a veto?")
-    assert count is not None and not gives(count, "All 5 members hold a veto.", "How many of the 5 members hold a veto?")
+    assert count is not None and not gives(
+        count, "All 5 members hold a veto.", "How many of the 5 members hold a veto?"
+    )
 
 
 def test_a_year_the_question_pins_must_be_the_sentence_s() -> None:
@@ -87,7 +96,10 @@ PASSAGES = [
 
 def test_the_answerer_quotes_a_sentence_that_gives_the_count_or_refuses() -> None:
     answerer = ExtractiveAnswerer(
-        HashingEmbeddings(), min_score=-1.0, max_sentences=1, ranker=one_hot_ranker("passage_rank"),
+        HashingEmbeddings(),
+        min_score=-1.0,
+        max_sentences=1,
+        ranker=one_hot_ranker("passage_rank"),
         answer_types=True,
     )
     picked = answerer.select("How many workers did the Kumho site employ?", PASSAGES)
@@ -96,8 +108,12 @@ def test_the_answerer_quotes_a_sentence_that_gives_the_count_or_refuses() -> Non
     assert answerer.select("How many reactors were planned at Kumho?", PASSAGES) == []
     assert answerer.select("On what date did KEDO break ground?", PASSAGES) == []
     # Off, the best-ranked sentence is quoted whatever it holds.
-    off = ExtractiveAnswerer(HashingEmbeddings(), min_score=-1.0, max_sentences=1, ranker=one_hot_ranker("passage_rank"))
-    assert off.select("How many reactors were planned at Kumho?", PASSAGES) == [(1, "KEDO broke ground at Kumho in 1997.")]
+    off = ExtractiveAnswerer(
+        HashingEmbeddings(), min_score=-1.0, max_sentences=1, ranker=one_hot_ranker("passage_rank")
+    )
+    assert off.select("How many reactors were planned at Kumho?", PASSAGES) == [
+        (1, "KEDO broke ground at Kumho in 1997.")
+    ]
 
 
 def test_settings_switch_answer_types() -> None:
@@ -107,3 +123,30 @@ def test_settings_switch_answer_types() -> None:
     emb = HashingEmbeddings()
     assert build_extractive(Settings(_env_file=None), emb).answer_types is True  # type: ignore[call-arg]
     assert build_extractive(Settings(_env_file=None, answer_types=False), emb).answer_types is False  # type: ignore[call-arg]
+
+
+def test_a_year_the_question_names_must_be_in_a_quoted_passage() -> None:
+    answerer = ExtractiveAnswerer(
+        HashingEmbeddings(),
+        min_score=-1.0,
+        max_sentences=1,
+        ranker=one_hot_ranker("passage_rank"),
+        answer_types=True,
+    )
+    # The passages speak of 1997 and 2003 only: not an answer about 2016.
+    assert answerer.select("Why did work at the Kumho site stop in 2016?", PASSAGES) == []
+    assert answerer.select("What happened at the Kumho site in 1997?", PASSAGES) != []
+    # The year may be the document's: its title, section or publication.
+    dated = [
+        Passage(
+            chunk_id="d",
+            text="The site employed 1,500 workers.",
+            similarity=0.8,
+            metadata={"source": "kedo.md", "title": "KEDO in 2016", "section": "Staff"},
+        )
+    ]
+    assert answerer.select("Who worked at the Kumho site in 2016?", dated) != []
+    # Two parts: the year may belong to the other part.
+    assert (
+        answerer.select("Why did work stop at Kumho, and what happened in 2016 to the site?", PASSAGES) != []
+    )

@@ -76,6 +76,18 @@ class Asked:
     words: tuple[str, ...] = ()
 
 
+def single(question: str) -> bool:
+    """Whether ``question`` asks one thing: not two parts ("How many sailors died, and how did
+    Seoul respond?"), no sentence of context before it. A part may well be answered without the
+    kind the other asks for."""
+    return not question_parts(question) and len(_SENTENCE_BREAK.split(question.strip())) == 1
+
+
+def pinned_years(question: str) -> set[str]:
+    """The years a single question names ("How much did China trade with the North in 2016?")."""
+    return set(_YEAR.findall(question)) if single(question) else set()
+
+
 def asked_for(question: str) -> Asked | None:
     """The kind of thing ``question`` asks for, when it is one this module checks.
 
@@ -86,9 +98,7 @@ def asked_for(question: str) -> Asked | None:
     >>> asked_for("How many people died?"), asked_for("Why did it fail?")
     (Asked(kind='count', words=()), None)
     """
-    if question_parts(question) or len(_SENTENCE_BREAK.split(question.strip())) > 1:
-        # "How many sailors died, and how did Seoul respond?", or a sentence of context before
-        # the question: a part may well be answered without the kind asked for.
+    if not single(question):
         return None
     if _ASKS_DATE.search(question):
         return Asked("date")

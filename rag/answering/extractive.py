@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from rag.answering import prompts
-from rag.answering.answer_types import asked_for, gives
+from rag.answering.answer_types import asked_for, gives, pinned_years
 from rag.answering.types import Turn
 from rag.retrieval import Passage
 from rag.text import CARD_SECTION, content_tokens, plain_brackets, quote_key, split_sentences
@@ -155,6 +155,11 @@ class ExtractiveAnswerer:
             if found is None:
                 return []
             pick(found)
+        years = pinned_years(question) if self.answer_types else set()
+        if years and not any(years & _years_of(passages[n - 1]) for n in {n for n, _ in picked}):
+            # "What was the vote on Resolution 2270 in 2016?" quoted from passages that never
+            # mention 2016 (in their text, document title or section) is about another time.
+            return []
         return picked
 
     def best_score(self, question: str, passages: Sequence[Passage]) -> float:
@@ -229,6 +234,14 @@ class ExtractiveAnswerer:
         # Earlier passages were ranked higher by retrieval; a small prior keeps ties in that order.
         rank_prior = np.array([0.02 * (passages - c.n) / max(passages, 1) for c in found])
         return np.asarray(0.7 * dense + 0.3 * lexical + rank_prior)
+
+
+def _years_of(passage: Passage) -> set[str]:
+    meta = " ".join((passage.title, passage.source, passage.section, passage.publication))
+    return set(_YEAR.findall(f"{passage.text} {meta}"))
+
+
+_YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
 
 
 def candidates(passages: Sequence[Passage]) -> list[Candidate]:
