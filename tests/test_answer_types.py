@@ -3,6 +3,8 @@ answerer uses that to pick a sentence or refuse (fake embeddings, a one-feature 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from rag.answering.answer_types import Asked, asked_for, gives
@@ -150,3 +152,37 @@ def test_a_year_the_question_names_must_be_in_a_quoted_passage() -> None:
     assert (
         answerer.select("Why did work stop at Kumho, and what happened in 2016 to the site?", PASSAGES) != []
     )
+
+
+def test_the_refusal_says_what_the_close_passages_lack() -> None:
+    answerer = ExtractiveAnswerer(
+        HashingEmbeddings(),
+        min_score=-1.0,
+        max_sentences=1,
+        ranker=one_hot_ranker("passage_rank"),
+        answer_types=True,
+    )
+    assert answerer.why_refused("How many reactors were planned at Kumho?", PASSAGES) == (
+        "none of the closest passages gives that number"
+    )
+    assert answerer.why_refused("On what date did KEDO break ground?", PASSAGES) == (
+        "none of the closest passages gives a date"
+    )
+    assert answerer.why_refused("Why did work at the Kumho site stop in 2016?", PASSAGES) == (
+        "the closest passages do not mention 2016"
+    )
+    assert answerer.why_refused("How many workers did the Kumho site employ?", PASSAGES) is None  # answered
+
+
+def test_the_chain_puts_the_reason_in_the_answer_s_note(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+    from tests.fakes import build_fake_assistant, write_corpus
+
+    write_corpus(tmp_path / "corpus")
+    settings = make_settings(tmp_path)
+    answerer = ExtractiveAnswerer(HashingEmbeddings(), min_score=-1.0, answer_types=True)
+    assistant = build_fake_assistant(settings, answerer=answerer)
+    refused = assistant.ask("On what date did China's share of North Korea's trade reach 70 percent?")
+    assert refused.refused and refused.note == "none of the closest passages gives a date"
+    answered = assistant.ask("What share of North Korea's trade does China account for?")
+    assert not answered.refused and answered.note is None

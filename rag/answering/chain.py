@@ -150,6 +150,7 @@ def answer(
     mode = answerer.name
     text = ""
     note = None
+    asked = False  # whether the answerer ran (not refused by the threshold or a name)
     first_token: float | None = None
     # A follow-up ("Who wrote it?" is far from any passage in cosine terms), or a question that
     # points at a document ("according to the article"), has its topic settled: the answerer,
@@ -163,6 +164,7 @@ def answer(
             note = "the documents never mention " + ", ".join(f"“{name}”" for name in state.unknown)
         yield Delta(text)
     else:
+        asked = True
         pieces: list[str] = []
         try:
             for piece in answerer.stream(state.question, passages, state.history):
@@ -189,6 +191,11 @@ def answer(
         text = "".join(fallback.stream(state.question, passages, state.history)).strip()
         result = cite(state, text, fallback.name, verify=verify, settings=settings)
         result.note = "the generated answer was not supported by its sources; showing quotes instead"
+    if asked and result.refused and note is None and mode == answerer.name:
+        # The extractive answerer can say what the close passages lack ("none of the closest
+        # passages gives a date"), as a note beside the plain refusal.
+        why = getattr(answerer, "why_refused", None)
+        note = why(state.question, passages) if why is not None else None
     result.note = result.note or note
     end = time.perf_counter()
     result.timings_ms = {

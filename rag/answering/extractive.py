@@ -108,13 +108,21 @@ class ExtractiveAnswerer:
 
     def select(self, question: str, passages: Sequence[Passage]) -> list[tuple[int, str]]:
         """The ``(passage number, sentence)`` pairs of the answer; empty means refuse."""
+        return self._choose(question, passages)[0]
+
+    def why_refused(self, question: str, passages: Sequence[Passage]) -> str | None:
+        """Why ``select`` refuses, when the passages are close but lack the kind of thing asked
+        for ("none of the closest passages gives a date"); None otherwise (the answer's note)."""
+        return self._choose(question, passages)[1]
+
+    def _choose(self, question: str, passages: Sequence[Passage]) -> tuple[list[tuple[int, str]], str | None]:
         candidates, scores, read, ranked = self._score(question, passages)
         if not candidates:
-            return []
+            return [], None
         if read is not None and float(read.max()) < self.reader_min:
-            return []
+            return [], None
         if float(scores.max()) < self.min_score:
-            return []
+            return [], None
         # With a ranker its order decides and the best max_sentences are quoted; without one,
         # further sentences only while their base score is pick_ratio of the best.
         order = np.argsort(-(scores if ranked is None else ranked))
@@ -153,14 +161,14 @@ class ExtractiveAnswerer:
             typed = [candidates[int(i)] for i in order[:TYPED_DEPTH]]
             found = next((c for c in typed if gives(kind, c.shown, question)), None)
             if found is None:
-                return []
+                return [], f"none of the closest passages gives {_WANTED[kind.kind]}"
             pick(found)
         years = pinned_years(question) if self.answer_types else set()
         if years and not any(years & _years_of(passages[n - 1]) for n in {n for n, _ in picked}):
             # "What was the vote on Resolution 2270 in 2016?" quoted from passages that never
             # mention 2016 (in their text, document title or section) is about another time.
-            return []
-        return picked
+            return [], "the closest passages do not mention " + " or ".join(sorted(years))
+        return picked, None
 
     def best_score(self, question: str, passages: Sequence[Passage]) -> float:
         """The score of the best sentence (what ``min_score`` is compared with)."""
@@ -242,6 +250,8 @@ def _years_of(passage: Passage) -> set[str]:
 
 
 _YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
+# What a refusal's note says the passages lack, by the kind asked for.
+_WANTED = {"date": "a date", "money": "an amount of money", "count": "that number"}
 
 
 def candidates(passages: Sequence[Passage]) -> list[Candidate]:
