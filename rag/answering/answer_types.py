@@ -7,10 +7,16 @@ prisoners" answers "how many political prisoners" but not "how many prison camps
 date or amount already in the question does not count: "On what date in 2012 ..." is not
 answered by a sentence that says "in 2012".
 
+A year the question names pins it to a time: a sentence that names only other years does not
+give the count ("3,800 refugees between 1994 and 2003" for "how many defectors in 2015"), and
+quotes from passages that never mention the year (nor does their document's title, section or
+publication) answer another question ("Who chaired the NSG in 2016?").
+
 On-topic questions the documents cannot answer are mostly of this shape: they ask for a detail
 of something the documents discuss, so retrieval finds the passage about it, which lacks the
 detail. The extractive answerer uses this to pick a sentence that has the detail, or to refuse
-when no candidate does (docs/quality.md).
+when no candidate does (docs/quality.md). Only a single question is checked: in one of two
+parts ("How many sailors died, and how did Seoul respond?") the other part may be answered.
 """
 
 from __future__ import annotations
@@ -85,7 +91,16 @@ def single(question: str) -> bool:
 
 def pinned_years(question: str) -> set[str]:
     """The years a single question names ("How much did China trade with the North in 2016?")."""
-    return set(_YEAR.findall(question)) if single(question) else set()
+    return years_in(question) if single(question) else set()
+
+
+def years_in(text: str) -> set[str]:
+    """The years ``text`` names.
+
+    >>> sorted(years_in("Signed in 1994, broken in the winter of 2002; 12,000 troops."))
+    ['1994', '2002']
+    """
+    return set(_YEAR.findall(text))
 
 
 def asked_for(question: str) -> Asked | None:
@@ -126,11 +141,11 @@ def asked_for(question: str) -> Asked | None:
 def gives(asked: Asked, text: str, question: str) -> bool:
     """Whether ``text`` holds a thing of the kind asked that ``question`` does not hold already."""
     seen = question.casefold()
-    pinned = set(_YEAR.findall(question))
+    pinned = years_in(question)
     if pinned:
         # "How many defectors reached Seoul in 2015?" is not answered by a count for 1994-2003:
         # a sentence that names years must name one the question names.
-        years = set(_YEAR.findall(text))
+        years = years_in(text)
         if years and not years & pinned:
             return False
     if asked.kind == "date":

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from rag.answering import prompts
-from rag.answering.answer_types import asked_for, gives, pinned_years
+from rag.answering.answer_types import asked_for, gives, pinned_years, years_in
 from rag.answering.types import Turn
 from rag.retrieval import Passage
 from rag.text import CARD_SECTION, content_tokens, plain_brackets, quote_key, split_sentences
@@ -70,6 +70,11 @@ class ExtractiveAnswerer:
     quoted too if it ranks within ``other_document_within``: a question that compares two
     documents ("the 2012 and the 2016 edition", "Japan and South Korea") otherwise gets three
     sentences of whichever document ranked first (docs/quality.md).
+
+    With ``answer_types`` (``rag.answering.answer_types``) a question asking for a date, an amount
+    of money or a count gets a sentence that gives one, and a question naming a year gets quotes
+    from passages that name it; else the answer is the refusal, and ``why_refused`` says what
+    the passages lack.
     """
 
     name = "extractive"
@@ -166,7 +171,8 @@ class ExtractiveAnswerer:
         years = pinned_years(question) if self.answer_types else set()
         if years and not any(years & _years_of(passages[n - 1]) for n in {n for n, _ in picked}):
             # "What was the vote on Resolution 2270 in 2016?" quoted from passages that never
-            # mention 2016 (in their text, document title or section) is about another time.
+            # mention 2016 (in their text, document title, section or publication) is about
+            # another time.
             return [], "the closest passages do not mention " + " or ".join(sorted(years))
         return picked, None
 
@@ -245,11 +251,12 @@ class ExtractiveAnswerer:
 
 
 def _years_of(passage: Passage) -> set[str]:
+    """The years a passage names, its document's title, section and publication included ("the
+    2016 CIA World Factbook" is about 2016 in every passage)."""
     meta = " ".join((passage.title, passage.source, passage.section, passage.publication))
-    return set(_YEAR.findall(f"{passage.text} {meta}"))
+    return years_in(f"{passage.text} {meta}")
 
 
-_YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
 # What a refusal's note says the passages lack, by the kind asked for.
 _WANTED = {"date": "a date", "money": "an amount of money", "count": "that number"}
 
