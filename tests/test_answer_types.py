@@ -96,23 +96,26 @@ PASSAGES = [
 ]
 
 
-def test_the_answerer_quotes_a_sentence_that_gives_the_count_or_refuses() -> None:
-    answerer = ExtractiveAnswerer(
+def one_sentence_answerer(*, answer_types: bool) -> ExtractiveAnswerer:
+    """One quoted sentence, passages in rank order: what the checks change is easy to see."""
+    return ExtractiveAnswerer(
         HashingEmbeddings(),
         min_score=-1.0,
         max_sentences=1,
         ranker=one_hot_ranker("passage_rank"),
-        answer_types=True,
+        answer_types=answer_types,
     )
+
+
+def test_the_answerer_quotes_a_sentence_that_gives_the_count_or_refuses() -> None:
+    answerer = one_sentence_answerer(answer_types=True)
     picked = answerer.select("How many workers did the Kumho site employ?", PASSAGES)
     assert "1,500 workers" in picked[-1][1]
     # Nothing among the candidates counts reactors: the refusal, not a quote about reactors.
     assert answerer.select("How many reactors were planned at Kumho?", PASSAGES) == []
     assert answerer.select("On what date did KEDO break ground?", PASSAGES) == []
     # Off, the best-ranked sentence is quoted whatever it holds.
-    off = ExtractiveAnswerer(
-        HashingEmbeddings(), min_score=-1.0, max_sentences=1, ranker=one_hot_ranker("passage_rank")
-    )
+    off = one_sentence_answerer(answer_types=False)
     assert off.select("How many reactors were planned at Kumho?", PASSAGES) == [
         (1, "KEDO broke ground at Kumho in 1997.")
     ]
@@ -128,13 +131,7 @@ def test_settings_switch_answer_types() -> None:
 
 
 def test_a_year_the_question_names_must_be_in_a_quoted_passage() -> None:
-    answerer = ExtractiveAnswerer(
-        HashingEmbeddings(),
-        min_score=-1.0,
-        max_sentences=1,
-        ranker=one_hot_ranker("passage_rank"),
-        answer_types=True,
-    )
+    answerer = one_sentence_answerer(answer_types=True)
     # The passages speak of 1997 and 2003 only: not an answer about 2016.
     assert answerer.select("Why did work at the Kumho site stop in 2016?", PASSAGES) == []
     assert answerer.select("What happened at the Kumho site in 1997?", PASSAGES) != []
@@ -155,13 +152,7 @@ def test_a_year_the_question_names_must_be_in_a_quoted_passage() -> None:
 
 
 def test_the_refusal_says_what_the_close_passages_lack() -> None:
-    answerer = ExtractiveAnswerer(
-        HashingEmbeddings(),
-        min_score=-1.0,
-        max_sentences=1,
-        ranker=one_hot_ranker("passage_rank"),
-        answer_types=True,
-    )
+    answerer = one_sentence_answerer(answer_types=True)
     assert answerer.why_refused("How many reactors were planned at Kumho?", PASSAGES) == (
         "none of the closest passages gives that number"
     )

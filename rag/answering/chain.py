@@ -150,13 +150,14 @@ def answer(
     mode = answerer.name
     text = ""
     note = None
-    asked = False  # whether the answerer ran (not refused by the threshold or a name)
     first_token: float | None = None
     # A follow-up ("Who wrote it?" is far from any passage in cosine terms), or a question that
     # points at a document ("according to the article"), has its topic settled: the answerer,
     # not the relevance threshold, decides.
     settled = state.followup or any(p.named for p in passages)
-    if state.unknown or (best < settings.min_relevance and not settled):
+    # Refused before the answerer runs: a name no document mentions, or nothing close enough.
+    gated = bool(state.unknown) or (best < settings.min_relevance and not settled)
+    if gated:
         # A name no document mentions is refused even in a question about a named document:
         # "What does the article say about Natanz?" has no answer in an article without it.
         text = refusal
@@ -164,7 +165,6 @@ def answer(
             note = "the documents never mention " + ", ".join(f"“{name}”" for name in state.unknown)
         yield Delta(text)
     else:
-        asked = True
         pieces: list[str] = []
         try:
             for piece in answerer.stream(state.question, passages, state.history):
@@ -191,7 +191,7 @@ def answer(
         text = "".join(fallback.stream(state.question, passages, state.history)).strip()
         result = cite(state, text, fallback.name, verify=verify, settings=settings)
         result.note = "the generated answer was not supported by its sources; showing quotes instead"
-    if asked and result.refused and note is None and mode == answerer.name:
+    if not gated and result.refused and note is None and mode == answerer.name:
         # The extractive answerer can say what the close passages lack ("none of the closest
         # passages gives a date"), as a note beside the plain refusal.
         why = getattr(answerer, "why_refused", None)
