@@ -117,6 +117,8 @@ def test_no_relevant_passage_means_a_plain_refusal(settings: Settings, tmp_path:
     )
     answer = build_fake_assistant(strict).ask("What is the airspeed of an unladen swallow?")
     assert answer.refused and answer.answer == prompts.refusal() and answer.citations == []
+    assert answer.note is not None and answer.note.startswith("no passage is close to the question")
+    assert answer.note.endswith("the threshold is 0.90)")
 
 
 def test_answerer_refusal_phrase_cites_nothing(settings: Settings) -> None:

@@ -43,7 +43,9 @@ _NUMBER = re.compile(
     r"|fifty|dozens?|hundreds?|thousands?|millions?|billions?)$",
     re.IGNORECASE,
 )
-_SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+(?=[A-Z])")
+# A break needs two lowercase letters or digits before the stop, so "U.S. Treasury" and "Mr. Kim"
+# stay one sentence.
+_SENTENCE_BREAK = re.compile(r"(?<=[a-z\d][a-z\d)\]\"'’][.?!])\s+(?=[A-Z])")
 # Left out when counting how far a number stands from the counted thing: "47 of the Allies".
 _FILLER = frozenset("of the a an and or to in on at for by with as its their his her our".split())
 _YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")

@@ -163,6 +163,11 @@ def answer(
         text = refusal
         if state.unknown:
             note = "the documents never mention " + ", ".join(f"“{name}”" for name in state.unknown)
+        else:
+            note = (
+                f"no passage is close to the question (best match {max(best, 0.0):.2f}, "
+                f"the threshold is {settings.min_relevance:.2f})"
+            )
         yield Delta(text)
     else:
         pieces: list[str] = []
