@@ -31,6 +31,7 @@ from tests.test_ranking import one_hot_ranker
         ("The law counts FATF members. How many does Wikipedia give?", None),  # context first
         ("The article mentions 2016. How many tests followed?", None),  # context ending in a year
         ("How many banks did the U.S. Treasury name?", "count"),  # an abbreviation is no break
+        ("The law counts FATF members. How many does Wikipedia list?", None),  # an acronym ends one
     ],
 )
 def test_the_kind_asked_for(question: str, kind: str | None) -> None:

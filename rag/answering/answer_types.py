@@ -43,9 +43,12 @@ _NUMBER = re.compile(
     r"|fifty|dozens?|hundreds?|thousands?|millions?|billions?)$",
     re.IGNORECASE,
 )
-# A break needs two lowercase letters or digits before the stop, so "U.S. Treasury" and "Mr. Kim"
-# stay one sentence.
-_SENTENCE_BREAK = re.compile(r"(?<=[a-z\d][a-z\d)\]\"'’][.?!])\s+(?=[A-Z])")
+_SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+(?=[A-Z])")
+# A stop after one of these is no sentence break: "the U.S. Treasury", "Mr. Kim" (an acronym
+# written without stops, "the FATF. How ...", does end one).
+_ABBREVIATION = re.compile(
+    r"(?:^|[\s.(])(?:[A-Za-z]|Mr|Mrs|Ms|Dr|St|Gen|Sen|Rep|Gov|Jr|No|Nos|Art|Sec|vs)\.$"
+)
 # Left out when counting how far a number stands from the counted thing: "47 of the Allies".
 _FILLER = frozenset("of the a an and or to in on at for by with as its their his her our".split())
 _YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
@@ -88,7 +91,24 @@ def single(question: str) -> bool:
     """Whether ``question`` asks one thing: not two parts ("How many sailors died, and how did
     Seoul respond?"), no sentence of context before it. A part may well be answered without the
     kind the other asks for."""
-    return not question_parts(question) and len(_SENTENCE_BREAK.split(question.strip())) == 1
+    return not question_parts(question) and len(sentences(question)) == 1
+
+
+def sentences(text: str) -> list[str]:
+    """``text`` cut at sentence ends, but not after an abbreviation.
+
+    >>> sentences("The law counts FATF members. How many does the U.S. Treasury list?")
+    ['The law counts FATF members.', 'How many does the U.S. Treasury list?']
+    """
+    out: list[str] = []
+    start = 0
+    for m in _SENTENCE_BREAK.finditer(text.strip()):
+        head = text.strip()[start : m.start()]
+        if not _ABBREVIATION.search(head):
+            out.append(head)
+            start = m.end()
+    out.append(text.strip()[start:])
+    return out
 
 
 def pinned_years(question: str) -> set[str]:
