@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from rag.answering import prompts
 from rag.answering.answer_types import Asked, asked_for, gives
 from rag.answering.extractive import ExtractiveAnswerer
 from rag.retrieval import Passage
@@ -166,6 +167,19 @@ def test_the_refusal_says_what_the_close_passages_lack() -> None:
         "the closest passages do not mention 2016"
     )
     assert answerer.why_refused("How many workers did the Kumho site employ?", PASSAGES) is None  # answered
+
+
+def test_the_reason_reuses_the_refused_selection() -> None:
+    answerer = one_sentence_answerer(answer_types=True)
+    embeddings = answerer.embeddings
+    assert isinstance(embeddings, HashingEmbeddings)
+    question = "How many reactors were planned at Kumho?"
+    assert "".join(answerer.stream(question, PASSAGES, [])) == prompts.refusal()
+    calls = embeddings.calls
+    assert answerer.why_refused(question, PASSAGES) == "none of the closest passages gives that number"
+    assert embeddings.calls == calls  # no second embedding pass
+    assert answerer.why_refused("How many workers did the Kumho site employ?", PASSAGES) is None
+    assert embeddings.calls > calls  # another question is worked out afresh
 
 
 def test_the_chain_puts_the_reason_in_the_answer_s_note(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ It needs no LLM: every sentence of its answer is quoted from a passage, with tha
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 # With ``answer_types``, a sentence of the kind asked for is looked for among this many of the
 # best-ranked candidates when the picks have none.
 TYPED_DEPTH = 10
+# The last few selections are kept: the chain asks ``why_refused`` right after ``stream`` refused,
+# about the same question and passages, and the selection costs an embedding pass.
+RECENT_SELECTIONS = 16
 
 BACK_REFERENCE = re.compile(
     r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
@@ -47,6 +52,10 @@ def quoted(picked: Sequence[tuple[int, str]]) -> Iterator[str]:
     """The answer text of ``(passage number, sentence)`` picks: each sentence with its ``[n]``."""
     for i, (n, sentence) in enumerate(picked):
         yield ("" if i == 0 else " ") + f"{sentence} [{n}]"
+
+
+# What the answerer picked (passage number, sentence) and, when it picked nothing, why (or None).
+Selection = tuple[list[tuple[int, str]], str | None]
 
 
 class ExtractiveAnswerer:
@@ -103,6 +112,8 @@ class ExtractiveAnswerer:
         self.ranker = ranker
         self.other_document_within = other_document_within
         self.answer_types = answer_types
+        self._recent: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], Selection] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
         picked = self.select(question, passages)
@@ -120,7 +131,19 @@ class ExtractiveAnswerer:
         for ("none of the closest passages gives a date"); None otherwise (the answer's note)."""
         return self._choose(question, passages)[1]
 
-    def _choose(self, question: str, passages: Sequence[Passage]) -> tuple[list[tuple[int, str]], str | None]:
+    def _choose(self, question: str, passages: Sequence[Passage]) -> Selection:
+        key = (question, tuple((p.chunk_id, p.text) for p in passages))
+        with self._recent_lock:
+            found = self._recent.get(key)
+        if found is None:
+            found = self._select(question, passages)
+            with self._recent_lock:
+                self._recent[key] = found
+                while len(self._recent) > RECENT_SELECTIONS:
+                    self._recent.popitem(last=False)
+        return list(found[0]), found[1]
+
+    def _select(self, question: str, passages: Sequence[Passage]) -> Selection:
         candidates, scores, read, ranked = self._score(question, passages)
         if not candidates:
             return [], None
