@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from rag.answering import prompts
 from rag.answering.extractive import ExtractiveAnswerer
@@ -48,6 +49,16 @@ def test_refuses_when_the_judge_says_no() -> None:
     assert "".join(answerer(judge).stream(QUESTION, [PASSAGE], [])) == prompts.refusal()
 
 
+def test_the_judge_s_no_is_the_refusal_s_note() -> None:
+    judge, _ = recording(-3.0)
+    judged = answerer(judge)
+    assert "".join(judged.stream(QUESTION, [PASSAGE], [])) == prompts.refusal()
+    assert judged.why_refused(QUESTION, [PASSAGE]) == (
+        "the local model judged that the closest passages do not state the answer (margin -3.0)"
+    )
+    assert judged.why_refused("Who signed it?", [PASSAGE]) is None  # not refused by the judge
+
+
 def test_nothing_to_quote_is_refused_without_asking_the_judge() -> None:
     judge, seen = recording(5.0)
     assert "".join(answerer(judge).stream(QUESTION, [], [])) == prompts.refusal()
@@ -63,3 +74,17 @@ def test_a_followup_is_judged_as_its_standalone_question() -> None:
 
     list(answerer(judge, condense=condense).stream("When was it signed?", [PASSAGE], history))
     assert "Question: What is the Agreed Framework? When was it signed?" in seen[0][1]
+
+
+def test_the_chain_shows_the_judge_s_no_as_the_note(tmp_path: Path) -> None:
+    from tests.conftest import make_settings
+    from tests.fakes import build_fake_assistant, write_corpus
+
+    write_corpus(tmp_path / "corpus")
+    settings = make_settings(tmp_path)
+    judge, _ = recording(-3.0)
+    extractive = ExtractiveAnswerer(HashingEmbeddings(), min_score=-1.0)
+    assistant = build_fake_assistant(settings, answerer=JudgedAnswerer(extractive, judge, min_margin=-1.0))
+    refused = assistant.ask("What share of North Korea's trade does China account for?")
+    assert refused.refused and refused.note is not None
+    assert refused.note.startswith("the local model judged that the closest passages do not state the answer")

@@ -14,6 +14,8 @@ sentence stays a verbatim quote, so nothing generated needs checking::
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -99,13 +101,35 @@ class JudgedAnswerer:
         self.min_margin = min_margin
         # A follow-up ("When did he say that?") is judged as the standalone question it stands for.
         self.condense = condense
+        # The turns the judge refused lately, for ``why_refused`` (asked right after ``stream``).
+        self._judged_no: OrderedDict[tuple[str, tuple[str, ...]], float] = OrderedDict()
+        self._lock = threading.Lock()
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
         picked = self.extractive.select(question, passages)
-        if not picked or self.margin(question, [s for _, s in picked], history) < self.min_margin:
+        if not picked:
+            yield prompts.refusal()
+            return
+        margin = self.margin(question, [s for _, s in picked], history)
+        if margin < self.min_margin:
+            with self._lock:
+                self._judged_no[_key(question, passages)] = margin
+                while len(self._judged_no) > 16:
+                    self._judged_no.popitem(last=False)
             yield prompts.refusal()
             return
         yield from quoted(picked)
+
+    def why_refused(self, question: str, passages: Sequence[Passage]) -> str | None:
+        """Why ``stream`` refused: what the extractive checks found missing, or the judge's no."""
+        with self._lock:
+            margin = self._judged_no.get(_key(question, passages))
+        if margin is not None:
+            return (
+                "the local model judged that the closest passages do not state the answer"
+                f" (margin {margin:.1f})"
+            )
+        return self.extractive.why_refused(question, passages)
 
     def margin(self, question: str, sentences: Sequence[str], history: Sequence[Turn]) -> float:
         """How much likelier the model finds "yes, these sentences state the answer" than "no"."""
@@ -114,6 +138,10 @@ class JudgedAnswerer:
             question=asked, sentences="\n".join(f"- {s}" for s in sentences)
         )
         return self.judge(prompts.load("judge_answer_system"), user)
+
+
+def _key(question: str, passages: Sequence[Passage]) -> tuple[str, tuple[str, ...]]:
+    return question, tuple(p.chunk_id for p in passages)
 
 
 def build_judged_answerer(
