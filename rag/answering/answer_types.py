@@ -100,14 +100,15 @@ def sentences(text: str) -> list[str]:
     >>> sentences("The law counts FATF members. How many does the U.S. Treasury list?")
     ['The law counts FATF members.', 'How many does the U.S. Treasury list?']
     """
+    text = text.strip()
     out: list[str] = []
     start = 0
-    for m in _SENTENCE_BREAK.finditer(text.strip()):
-        head = text.strip()[start : m.start()]
+    for m in _SENTENCE_BREAK.finditer(text):
+        head = text[start : m.start()]
         if not _ABBREVIATION.search(head):
             out.append(head)
             start = m.end()
-    out.append(text.strip()[start:])
+    out.append(text[start:])
     return out
 
 

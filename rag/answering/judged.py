@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from rag.answering import prompts
-from rag.answering.extractive import ExtractiveAnswerer, quoted
+from rag.answering.extractive import RECENT_SELECTIONS, ExtractiveAnswerer, quoted
 from rag.answering.types import Turn
 from rag.config import Settings
 from rag.retrieval import Passage
@@ -102,7 +102,7 @@ class JudgedAnswerer:
         # A follow-up ("When did he say that?") is judged as the standalone question it stands for.
         self.condense = condense
         # The turns the judge refused lately, for ``why_refused`` (asked right after ``stream``).
-        self._judged_no: OrderedDict[tuple[str, tuple[str, ...]], float] = OrderedDict()
+        self._judged_no: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], float] = OrderedDict()
         self._lock = threading.Lock()
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
@@ -114,7 +114,7 @@ class JudgedAnswerer:
         if margin < self.min_margin:
             with self._lock:
                 self._judged_no[_key(question, passages)] = margin
-                while len(self._judged_no) > 16:
+                while len(self._judged_no) > RECENT_SELECTIONS:
                     self._judged_no.popitem(last=False)
             yield prompts.refusal()
             return
@@ -140,8 +140,8 @@ class JudgedAnswerer:
         return self.judge(prompts.load("judge_answer_system"), user)
 
 
-def _key(question: str, passages: Sequence[Passage]) -> tuple[str, tuple[str, ...]]:
-    return question, tuple(p.chunk_id for p in passages)
+def _key(question: str, passages: Sequence[Passage]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return question, tuple((p.chunk_id, p.text) for p in passages)
 
 
 def build_judged_answerer(
