@@ -7,8 +7,6 @@ It needs no LLM: every sentence of its answer is quoted from a passage, with tha
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -16,6 +14,7 @@ import numpy as np
 
 from rag.answering import prompts
 from rag.answering.answer_types import asked_for, gives, pinned_years, years_in
+from rag.answering.recent import RecentTurns
 from rag.answering.types import Turn
 from rag.retrieval import Passage
 from rag.text import CARD_SECTION, content_tokens, plain_brackets, quote_key, split_sentences
@@ -30,9 +29,6 @@ if TYPE_CHECKING:
 # With ``answer_types``, a sentence of the kind asked for is looked for among this many of the
 # best-ranked candidates when the picks have none.
 TYPED_DEPTH = 10
-# The last few selections are kept: the chain asks ``why_refused`` right after ``stream`` refused,
-# about the same question and passages, and the selection costs an embedding pass.
-RECENT_SELECTIONS = 16
 
 BACK_REFERENCE = re.compile(
     r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
@@ -112,8 +108,8 @@ class ExtractiveAnswerer:
         self.ranker = ranker
         self.other_document_within = other_document_within
         self.answer_types = answer_types
-        self._recent: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], Selection] = OrderedDict()
-        self._recent_lock = threading.Lock()
+        # ``why_refused`` comes right after the refusal: the selection is not worked out twice.
+        self._recent: RecentTurns[Selection] = RecentTurns()
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
         picked = self.select(question, passages)
@@ -132,15 +128,10 @@ class ExtractiveAnswerer:
         return self._choose(question, passages)[1]
 
     def _choose(self, question: str, passages: Sequence[Passage]) -> Selection:
-        key = (question, tuple((p.chunk_id, p.text) for p in passages))
-        with self._recent_lock:
-            found = self._recent.get(key)
+        found = self._recent.get(question, passages)
         if found is None:
             found = self._select(question, passages)
-            with self._recent_lock:
-                self._recent[key] = found
-                while len(self._recent) > RECENT_SELECTIONS:
-                    self._recent.popitem(last=False)
+            self._recent.put(question, passages, found)
         return list(found[0]), found[1]
 
     def _select(self, question: str, passages: Sequence[Passage]) -> Selection:

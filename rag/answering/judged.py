@@ -14,15 +14,14 @@ sentence stays a verbatim quote, so nothing generated needs checking::
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
 from rag.answering import prompts
-from rag.answering.extractive import RECENT_SELECTIONS, ExtractiveAnswerer, quoted
+from rag.answering.extractive import ExtractiveAnswerer, quoted
+from rag.answering.recent import RecentTurns
 from rag.answering.types import Turn
 from rag.config import Settings
 from rag.retrieval import Passage
@@ -102,8 +101,7 @@ class JudgedAnswerer:
         # A follow-up ("When did he say that?") is judged as the standalone question it stands for.
         self.condense = condense
         # The turns the judge refused lately, for ``why_refused`` (asked right after ``stream``).
-        self._judged_no: OrderedDict[tuple[str, tuple[tuple[str, str], ...]], float] = OrderedDict()
-        self._lock = threading.Lock()
+        self._judged_no: RecentTurns[float] = RecentTurns()
 
     def stream(self, question: str, passages: Sequence[Passage], history: Sequence[Turn]) -> Iterator[str]:
         picked = self.extractive.select(question, passages)
@@ -112,18 +110,14 @@ class JudgedAnswerer:
             return
         margin = self.margin(question, [s for _, s in picked], history)
         if margin < self.min_margin:
-            with self._lock:
-                self._judged_no[_key(question, passages)] = margin
-                while len(self._judged_no) > RECENT_SELECTIONS:
-                    self._judged_no.popitem(last=False)
+            self._judged_no.put(question, passages, margin)
             yield prompts.refusal()
             return
         yield from quoted(picked)
 
     def why_refused(self, question: str, passages: Sequence[Passage]) -> str | None:
         """Why ``stream`` refused: what the extractive checks found missing, or the judge's no."""
-        with self._lock:
-            margin = self._judged_no.get(_key(question, passages))
+        margin = self._judged_no.get(question, passages)
         if margin is not None:
             return (
                 "the local model judged that the closest passages do not state the answer"
@@ -138,10 +132,6 @@ class JudgedAnswerer:
             question=asked, sentences="\n".join(f"- {s}" for s in sentences)
         )
         return self.judge(prompts.load("judge_answer_system"), user)
-
-
-def _key(question: str, passages: Sequence[Passage]) -> tuple[str, tuple[tuple[str, str], ...]]:
-    return question, tuple((p.chunk_id, p.text) for p in passages)
 
 
 def build_judged_answerer(
