@@ -149,6 +149,18 @@ def test_a_year_the_question_names_must_be_in_a_quoted_passage() -> None:
         )
     ]
     assert answerer.select("Who worked at the Kumho site in 2016?", dated) != []
+    # Or what its front matter says of it: a law's sections never print the year it was enacted.
+    law = [
+        Passage(
+            chunk_id="l",
+            text="The President may suspend the sanctions for up to one year.",
+            similarity=0.8,
+            metadata={"source": "law.md", "title": "Sanctions Act", "note": "Enacted Feb. 18, 2016."},
+        )
+    ]
+    assert law[0].about == "Enacted Feb. 18, 2016."
+    assert answerer.select("How long can the President suspend the 2016 sanctions?", law) != []
+    assert answerer.select("How long can the President suspend the 2017 sanctions?", law) == []
     # Two parts: the year may belong to the other part.
     assert (
         answerer.select("Why did work stop at Kumho, and what happened in 2016 to the site?", PASSAGES) != []

@@ -38,6 +38,20 @@ def test_first_ingest_indexes_everything(settings: Settings, fake_embeddings: Ha
     assert lexical is not None and set(lexical.ids) == set(chunks)
 
 
+def test_front_matter_that_says_what_a_document_is_is_stored(
+    settings: Settings, fake_embeddings: HashingEmbeddings
+) -> None:
+    # The answer's year check reads them: "the 2016 law" is the one whose note says so.
+    (settings.corpus_dir / "law.md").write_text(
+        '---\ntitle: "Sanctions Act"\nnote: "Enacted Feb. 18, 2016."\ndate: 2016-02-18\n'
+        "retrieved: 2026-11-27\n---\n# Sanctions Act\n\nThe President may suspend the sanctions.\n"
+    )
+    ingest(settings, lambda: fake_embeddings)
+    law = [c["meta"] for c in stored(settings).values() if c["meta"]["source"] == "law.md"]
+    assert law and all(m["note"] == "Enacted Feb. 18, 2016." and m["date"] == "2016-02-18" for m in law)
+    assert all("retrieved" not in m for m in law)  # when it was fetched says nothing of it
+
+
 def test_rerun_with_nothing_changed_embeds_nothing(settings: Settings) -> None:
     ingest(settings, HashingEmbeddings)
     calls: list[int] = []

@@ -265,9 +265,9 @@ class ExtractiveAnswerer:
 
 
 def _years_of(passage: Passage) -> set[str]:
-    """The years a passage names, its document's title, section and publication included ("the
-    2016 CIA World Factbook" is about 2016 in every passage)."""
-    meta = " ".join((passage.title, passage.source, passage.section, passage.publication))
+    """The years a passage names, its document's title, section, publication and front-matter
+    dates and notes included ("the 2016 CIA World Factbook" is about 2016 in every passage)."""
+    meta = " ".join((passage.title, passage.source, passage.section, passage.publication, passage.about))
     return years_in(f"{passage.text} {meta}")
 
 

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
 
 # Bump when loading or splitting changes in a way that must re-chunk every file (9: Wikipedia
-# maintenance banners dropped at load).
-SPLITTER_VERSION = 9
+# maintenance banners dropped at load; 10: front-matter dates and notes stored for the year check).
+SPLITTER_VERSION = 10
 FLUSH_CHUNKS = 256
 # Uploaded documents (RAG_UPLOAD_DIR) are named with this prefix, so they never clash with a
 # corpus file of the same name.
@@ -421,6 +421,9 @@ def _chroma_metadata(meta: dict[str, Any]) -> dict[str, str | int]:
         "license",
         "author",
         "published",
+        "date",
+        "description",
+        "note",
         "chunk_id",
         "chunk_index",
     )

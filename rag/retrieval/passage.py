@@ -55,6 +55,13 @@ class Passage:
         return str(self.metadata.get("publication") or "")
 
     @property
+    def about(self) -> str:
+        """What its document's front matter says of it: ``published``, ``date``, ``description``
+        and ``note`` (e.g. "Codifies the ... Act of 2016 (enacted Feb. 18, 2016)"), or ""."""
+        keys = ("published", "date", "description", "note")
+        return " ".join(str(self.metadata[k]) for k in keys if self.metadata.get(k))
+
+    @property
     def url(self) -> str | None:
         url = self.metadata.get("source_url")
         return str(url) if url and str(url).startswith(("http://", "https://")) else None
