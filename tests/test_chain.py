@@ -403,3 +403,27 @@ def test_a_documents_own_bracketed_number_is_quoted_whole_and_cites_nothing() ->
     assert set(markers_in(answer)) == {1}
     claims = split_claims(answer)
     assert claims and all(verify_by_match(claim, [passage]) for claim in claims)
+
+
+def test_a_numbered_list_item_is_quoted_as_one_cited_claim_without_its_number() -> None:
+    from rag.answering.extractive import ExtractiveAnswerer, candidates, quoted
+    from rag.answering.verification import verify_by_match
+    from tests.fakes import HashingEmbeddings
+
+    # Quoted with its number, "Full members: 28. Russia (suspended) [1]" split into a claim
+    # "Full members: 28." that cited nothing.
+    passage = Passage(
+        chunk_id="c1",
+        text="27. Portugal\n28. Russia (suspended)\n29. Saudi Arabia",
+        similarity=0.9,
+        metadata={"source": "fatf.md", "title": "FATF", "section": "Members > Full members"},
+    )
+    assert [c.shown for c in candidates([passage])][1] == "Full members: Russia (suspended)"
+    picked = ExtractiveAnswerer(HashingEmbeddings(), min_score=-1.0, max_sentences=3).select(
+        "Which members are suspended?", [passage]
+    )
+    answer = "".join(quoted(picked))
+    assert "Full members: Russia (suspended) [1]" in answer
+    claims = split_claims(answer)
+    assert len(claims) == len(picked)
+    assert all(verify_by_match(claim, [passage]) for claim in claims)

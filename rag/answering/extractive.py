@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 # best-ranked candidates when the picks have none.
 TYPED_DEPTH = 10
 
+# A list item's marker: a bullet, or a number ("28. Russia (suspended)"). Quoted with it, the
+# number's full stop would end a sentence of its own, "Full members: 28.", which cites nothing.
+LIST_MARKER = re.compile(r"^(?:[-*•][-*• ]*|\d{1,3}[.)]\s+)")
+
 BACK_REFERENCE = re.compile(
     r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
 )
@@ -293,9 +297,10 @@ def candidates(passages: Sequence[Passage]) -> list[Candidate]:
             if len(content_tokens(sentence)) < 2 or any(key in k or k in key for k in seen):
                 continue
             seen.append(key)
-            shown = sentence.lstrip("-*• ").strip()
+            marker = LIST_MARKER.match(sentence)
+            shown = sentence[marker.end() :].strip() if marker else sentence.strip()
             # A bare list item ("- total: 1,607 km") means nothing without its heading.
-            if label and (sentence[:1] in "-*•" or len(content_tokens(shown)) < 5):
+            if label and (marker or len(content_tokens(shown)) < 5):
                 shown = f"{label}: {shown}"
             before = sentences[i - 1] if i and BACK_REFERENCE.match(shown) else None
             found.append(
