@@ -165,6 +165,8 @@ def test_a_year_the_question_names_must_be_in_a_quoted_passage() -> None:
     assert (
         answerer.select("Why did work stop at Kumho, and what happened in 2016 to the site?", PASSAGES) != []
     )
+    later = "Did work stop at Kumho, and in which years did it go on after 2016?"
+    assert answerer.select(later, PASSAGES) != []
 
 
 def test_the_refusal_says_what_the_close_passages_lack() -> None:
