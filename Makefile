@@ -66,7 +66,7 @@ unit: install-dev
 	$(BIN)/python -m pytest
 
 # The question sets gated beside golden (evals/thresholds-<set>.json, evals/baseline-<set>/).
-EVAL_SETS := heldout blind fresh fresh2 fresh3 fresh4 fresh5 fresh6 fresh7 fresh8 fresh9 fresh10 fresh11 fresh12 fresh13 fresh14 fresh15 fresh16 fresh17 fresh18 fresh19 fresh20 fresh21 fresh22 fresh23
+EVAL_SETS := heldout blind fresh fresh2 fresh3 fresh4 fresh5 fresh6 fresh7 fresh8 fresh9 fresh10 fresh11 fresh12 fresh13 fresh14 fresh15 fresh16 fresh17 fresh18 fresh19 fresh20 fresh21 fresh22 fresh23 fresh24 fresh25
 
 # Every test, whatever its markers; a missing optional extra (llama-cpp-python) fails, not skips.
 test: install-dev apt-test lint test-llm ragas
