@@ -50,6 +50,15 @@ def test_front_matter_that_says_what_a_document_is_is_stored(
     law = [c["meta"] for c in stored(settings).values() if c["meta"]["source"] == "law.md"]
     assert law and all(m["note"] == "Enacted Feb. 18, 2016." and m["date"] == "2016-02-18" for m in law)
     assert all("retrieved" not in m for m in law)  # when it was fetched says nothing of it
+    # The note dropped, the text unchanged: the chunks keep their vectors and lose the note.
+    (settings.corpus_dir / "law.md").write_text(
+        '---\ntitle: "Sanctions Act"\ndate: 2016-02-18\n---\n# Sanctions Act\n\n'
+        "The President may suspend the sanctions.\n"
+    )
+    report = ingest(settings, lambda: fake_embeddings)
+    assert report.chunks_added == 0
+    law = [c["meta"] for c in stored(settings).values() if c["meta"]["source"] == "law.md"]
+    assert law and all("note" not in m and m["date"] == "2016-02-18" for m in law)
 
 
 def test_rerun_with_nothing_changed_embeds_nothing(settings: Settings) -> None:

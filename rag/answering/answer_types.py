@@ -49,15 +49,16 @@ _SENTENCE_BREAK = re.compile(r"(?<=[.?!])\s+(?=[A-Z])")
 _ABBREVIATION = re.compile(
     r"(?:^|[\s.(])(?:[A-Za-z]|Mr|Mrs|Ms|Dr|St|Gen|Sen|Rep|Gov|Jr|No|Nos|Art|Sec|vs)\.$"
 )
-# Left out when counting how far a number stands from the counted thing: "47 of the Allies".
-# A second part that opens with a preposition or an adverb: ", and in which years did it test?",
-# ", and roughly where ...". The search does not split there (measured worse: docs/quality.md),
-# but the kind or year such a question asks for may belong to either part.
+# A second part that opens with a preposition or an adverb after a comma: ", and in which years
+# did it test?", ", and roughly where ..." ("When and in which city ..." is one part). The search
+# does not split there (measured worse: docs/quality.md), but the kind or year such a question
+# asks for may belong to either part.
 _LATER_PART = re.compile(
-    r",?\s+\band\s+(?:in|on|at|by|for|from|since|during|under|roughly|approximately|about|also)\s+"
+    r",\s+and\s+(?:in|on|at|by|for|from|since|during|under|roughly|approximately|about|also)\s+"
     r"(?:who|whom|whose|what|when|where|which|why|how)\b",
     re.IGNORECASE,
 )
+# Left out when counting how far a number stands from the counted thing: "47 of the Allies".
 _FILLER = frozenset("of the a an and or to in on at for by with as its their his her our".split())
 _YEAR = re.compile(r"\b(?:1[5-9]\d\d|20\d\d)\b")
 _TOKEN = re.compile(r"[^\W\d_][\w'’\-]*|\d[\d,.]*\d|\d")
@@ -104,6 +105,8 @@ def single(question: str) -> bool:
     True
     >>> single("Has North Korea signed the test ban treaty, and in which years did it test?")
     False
+    >>> single("When and in which city was the 1994 Agreed Framework signed?")
+    True
     """
     if question_parts(question) or _LATER_PART.search(question):
         return False

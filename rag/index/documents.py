@@ -1,9 +1,9 @@
 """Loading documents from a folder: Markdown (with front matter), text, HTML, PDF and DOCX.
 
 Each file becomes one LangChain ``Document`` whose metadata holds the file name (``source``,
-relative to the corpus folder) and the front-matter fields we use (title, source_url, license,
-author, published). A file that cannot be read becomes a ``LoadError`` instead, so one bad file
-never stops the rest.
+relative to the corpus folder) and the front-matter fields we use (``FRONT_MATTER_KEYS``: title,
+source_url, license, author, published, publication, date, description, note). A file that
+cannot be read becomes a ``LoadError`` instead, so one bad file never stops the rest.
 """
 
 from __future__ import annotations

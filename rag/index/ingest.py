@@ -372,10 +372,12 @@ def _flush(
     # a re-run after a crash, new chunk settings that leave some chunks alike) keeps its vector.
     stored = set(collection.get(ids=[c.metadata["chunk_id"] for c in chunks], include=[])["ids"])
     kept = [c for c in chunks if c.metadata["chunk_id"] in stored]
-    if kept:  # front matter (licence, URL) may have changed without touching the text
+    if kept:  # front matter (licence, URL, note) may have changed without touching the text
+        # Chroma merges an update into the stored metadata: a key the front matter dropped is
+        # sent as None to remove it (a deleted note's year would still count in the year check).
         collection.update(
             ids=[c.metadata["chunk_id"] for c in kept],
-            metadatas=[_chroma_metadata(c.metadata) for c in kept],  # type: ignore[misc]
+            metadatas=[{**_UNSET, **_chroma_metadata(c.metadata)} for c in kept],  # type: ignore[misc]
         )
     chunks = [c for c in chunks if c.metadata["chunk_id"] not in stored]
     texts = [embed_text(c, settings.embed_context) for c in chunks]
@@ -410,24 +412,27 @@ def _flush(
     return sum(len(cs) for _, cs in pending)
 
 
+_STORED = (
+    "publication",
+    "source",
+    "file_name",
+    "title",
+    "section",
+    "source_url",
+    "license",
+    "author",
+    "published",
+    "date",
+    "description",
+    "note",
+    "chunk_id",
+    "chunk_index",
+)
+_UNSET: dict[str, None] = dict.fromkeys(_STORED)
+
+
 def _chroma_metadata(meta: dict[str, Any]) -> dict[str, str | int]:
-    keep = (
-        "publication",
-        "source",
-        "file_name",
-        "title",
-        "section",
-        "source_url",
-        "license",
-        "author",
-        "published",
-        "date",
-        "description",
-        "note",
-        "chunk_id",
-        "chunk_index",
-    )
-    return {k: meta[k] for k in keep if meta.get(k) not in (None, "")}
+    return {k: meta[k] for k in _STORED if meta.get(k) not in (None, "")}
 
 
 def _delete(collection: Collection, ids: list[str]) -> None:
