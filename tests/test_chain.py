@@ -427,3 +427,18 @@ def test_a_numbered_list_item_is_quoted_as_one_cited_claim_without_its_number() 
     claims = split_claims(answer)
     assert len(claims) == len(picked)
     assert all(verify_by_match(claim, [passage]) for claim in claims)
+
+
+def test_a_leading_minus_sign_or_emphasis_is_not_a_list_marker() -> None:
+    from rag.answering.extractive import candidates
+
+    passage = Passage(
+        chunk_id="c1",
+        text="- 1,607 km\n-0.4% of GDP (2007 est.)\n**KEDO** was founded in 1995 to build two reactors.",
+        similarity=0.9,
+        metadata={"source": "fb.md", "title": "Factbook", "section": "Economy > Budget deficit"},
+    )
+    shown = [c.shown for c in candidates([passage])]
+    assert shown[0] == "Budget deficit: 1,607 km"  # a bullet and its space go
+    assert "Budget deficit: -0.4% of GDP (2007 est.)" in shown  # a deficit keeps its sign
+    assert "**KEDO** was founded in 1995 to build two reactors." in shown

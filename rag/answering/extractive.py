@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 # best-ranked candidates when the picks have none.
 TYPED_DEPTH = 10
 
-# A list item's marker: a bullet, or a number ("28. Russia (suspended)"). Quoted with it, the
-# number's full stop would end a sentence of its own, "Full members: 28.", which cites nothing.
-LIST_MARKER = re.compile(r"^(?:[-*•][-*• ]*|\d{1,3}[.)]\s+)")
+# A list item's marker: a bullet and a space, or a number ("28. Russia (suspended)"). Quoted with
+# it, the number's full stop would end a sentence of its own, "Full members: 28.", which cites
+# nothing. A sign or emphasis is no marker: "-0.4% of GDP" is a deficit, "**KEDO**" a name.
+LIST_MARKER = re.compile(r"^(?:(?:[-*•]\s+)+(?:\d{1,3}[.)]\s+)?|\d{1,3}[.)]\s+)")
 
 BACK_REFERENCE = re.compile(
     r"^(?:it|its|they|their|them|this|these|those|he|she|his|her|such)\b", re.IGNORECASE
