@@ -21,20 +21,11 @@ from langchain_core.documents import Document
 from rag.index.store import IndexProblem
 
 SUPPORTED_SUFFIXES = (".md", ".markdown", ".txt", ".html", ".htm", ".pdf", ".docx")
-# "published", "date", "description" and "note" say when and what the document is: the year check
-# of the answer counts their years as the document's ("the 2016 sanctions law" is the one whose
-# note says "enacted Feb. 18, 2016", though its sections never print the year).
-FRONT_MATTER_KEYS = (
-    "title",
-    "source_url",
-    "license",
-    "author",
-    "published",
-    "publication",
-    "date",
-    "description",
-    "note",
-)
+# The fields that say when and what the document is: the year check of the answer counts their
+# years as the document's ("the 2016 sanctions law" is the one whose note says "enacted Feb. 18,
+# 2016", though its sections never print the year; ``Passage.about``).
+ABOUT_KEYS = ("published", "date", "description", "note")
+FRONT_MATTER_KEYS = ("title", "source_url", "license", "author", "publication", *ABOUT_KEYS)
 # Files in a corpus folder that describe the corpus rather than belong to it.
 IGNORED_NAMES = {"SOURCES.md", "README.md", "LICENSE.md"}
 # Wikipedia's maintenance banners ("This article needs additional citations ... Find sources:

@@ -25,7 +25,15 @@ from typing import TYPE_CHECKING, Any
 from langchain_core.documents import Document
 
 from rag.config import Settings
-from rag.index.documents import SUPPORTED_SUFFIXES, CorpusError, LoadError, SourceFile, discover, load_files
+from rag.index.documents import (
+    FRONT_MATTER_KEYS,
+    SUPPORTED_SUFFIXES,
+    CorpusError,
+    LoadError,
+    SourceFile,
+    discover,
+    load_files,
+)
 from rag.index.embeddings import EmbeddingSpec, embedding_name, spec_of, use_bf16
 from rag.index.lexical import LexicalIndex, fingerprint
 from rag.index.manifest import Manifest
@@ -412,22 +420,8 @@ def _flush(
     return sum(len(cs) for _, cs in pending)
 
 
-_STORED = (
-    "publication",
-    "source",
-    "file_name",
-    "title",
-    "section",
-    "source_url",
-    "license",
-    "author",
-    "published",
-    "date",
-    "description",
-    "note",
-    "chunk_id",
-    "chunk_index",
-)
+# What a chunk stores beside its text: where it is from, and the front matter its document has.
+_STORED = ("source", "file_name", "section", "chunk_id", "chunk_index", *FRONT_MATTER_KEYS)
 _UNSET: dict[str, None] = dict.fromkeys(_STORED)
 
 

@@ -12,6 +12,8 @@ from typing import Any
 
 from langchain_core.documents import Document
 
+from rag.index.documents import ABOUT_KEYS
+
 # The metadata keys a Document carries besides the chunk's own metadata (source, title, section,
 # source_url, ...): ``url`` is ``Passage.url`` (only http(s) links), ``fused`` the fusion score.
 # ``chunk_id`` is there too (ingest stores it in every chunk's metadata already).
@@ -58,8 +60,7 @@ class Passage:
     def about(self) -> str:
         """What its document's front matter says of it: ``published``, ``date``, ``description``
         and ``note`` (e.g. "Codifies the ... Act of 2016 (enacted Feb. 18, 2016)"), or ""."""
-        keys = ("published", "date", "description", "note")
-        return " ".join(str(self.metadata[k]) for k in keys if self.metadata.get(k))
+        return " ".join(str(self.metadata[k]) for k in ABOUT_KEYS if self.metadata.get(k))
 
     @property
     def url(self) -> str | None:
